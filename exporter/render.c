@@ -1,0 +1,513 @@
+/* render.c: renders a region as go-grpc-prometheus server metrics, in the Prometheus text format 0.0.4. */
+#include "render.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Makes room for n more bytes and the NUL; on failure marks the buffer failed. */
+static int buf_reserve(struct grpcprom_buf *b, size_t n)
+{
+    if (b->failed)
+        return -1;
+    if (n >= SIZE_MAX - b->len) {
+        b->failed = 1;
+        return -1;
+    }
+    size_t need = b->len + n + 1;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        b->failed = 1;
+        return -1;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_put(struct grpcprom_buf *b, const char *s, size_t n)
+{
+    if (buf_reserve(b, n) != 0)
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void buf_puts(struct grpcprom_buf *b, const char *s)
+{
+    buf_put(b, s, strlen(s));
+}
+
+static void buf_put_u64(struct grpcprom_buf *b, uint64_t v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    buf_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+void grpcprom_buf_free(struct grpcprom_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->failed = 0;
+}
+
+void grpcprom_buf_printf(struct grpcprom_buf *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    size_t room = b->cap - b->len;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? room : 0, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && b->data && (size_t)n < room) {
+        b->len += (size_t)n;
+        return;
+    }
+    if (n < 0)
+        b->failed = 1;
+    if (n >= 0 && buf_reserve(b, (size_t)n) == 0) {
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        b->len += (size_t)n;
+        return;
+    }
+    if (b->data)
+        b->data[b->len] = '\0'; /* undo a truncated first attempt */
+}
+
+/* Finds the fewest significant digits whose correctly rounded text parses
+ * back to v. For normal numbers 15 digits always survive a round trip the
+ * other way (DBL_DIG), so when the 15-digit text parses back to v, it is the
+ * shortest once its trailing zeros go; otherwise 16 or 17 digits are needed.
+ * That keeps it to at most three printf/strtod pairs. The text printf gives
+ * is then laid out the way Go's 'g' with shortest precision does: %e when
+ * the exponent is below -4 or at least 6 (two exponent digits at least),
+ * plain decimals otherwise. */
+void grpcprom_format_double(char out[32], double v)
+{
+    if (isnan(v)) {
+        strcpy(out, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        strcpy(out, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    if (v == 0) {
+        strcpy(out, "0");
+        return;
+    }
+
+    char tmp[64];
+    for (int p = fabs(v) >= DBL_MIN ? 15 : 1;; p++) {
+        snprintf(tmp, sizeof(tmp), "%.*e", p - 1, v);
+        if (p >= 17 || strtod(tmp, NULL) == v)
+            break;
+    }
+
+    /* tmp is [-]d[<decimal point>ddd]e<sign>dd; the decimal point depends on
+     * the locale, so only the digits and the exponent are taken from it. */
+    char digs[20];
+    int nd = 0, exp = 0, neg = tmp[0] == '-';
+    const char *s = tmp + neg;
+    for (; *s && *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9' && nd < (int)sizeof(digs))
+            digs[nd++] = *s;
+    if (*s == 'e')
+        exp = (int)strtol(s + 1, NULL, 10);
+    while (nd > 1 && digs[nd - 1] == '0')
+        nd--;
+
+    char *o = out;
+    if (neg)
+        *o++ = '-';
+    if (exp < -4 || exp >= 6) {
+        *o++ = digs[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, digs + 1, (size_t)nd - 1);
+            o += nd - 1;
+        }
+        int ae = exp < 0 ? -exp : exp; /* at most 324 */
+        *o++ = 'e';
+        *o++ = exp < 0 ? '-' : '+';
+        if (ae >= 100)
+            *o++ = (char)('0' + ae / 100);
+        *o++ = (char)('0' + ae / 10 % 10);
+        *o++ = (char)('0' + ae % 10);
+        *o = '\0';
+        return;
+    }
+    if (exp < 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = -1; i > exp; i--)
+            *o++ = '0';
+        memcpy(o, digs, (size_t)nd);
+        o += nd;
+    } else {
+        for (int i = 0; i <= exp; i++)
+            *o++ = i < nd ? digs[i] : '0';
+        if (nd > exp + 1) {
+            *o++ = '.';
+            memcpy(o, digs + exp + 1, (size_t)(nd - exp - 1));
+            o += nd - exp - 1;
+        }
+    }
+    *o = '\0';
+}
+
+/* Appends a label value with the escapes of the text format. */
+static void put_escaped(struct grpcprom_buf *b, const char *s, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *rep = s[i] == '\\' ? "\\\\" : s[i] == '"' ? "\\\"" : s[i] == '\n' ? "\\n" : NULL;
+        if (!rep)
+            continue;
+        buf_put(b, s + run, i - run);
+        buf_put(b, rep, 2);
+        run = i + 1;
+    }
+    buf_put(b, s + run, n - run);
+}
+
+/* Splits "/pkg.Service/Method" at its last '/' (a leading '/' dropped); a
+ * path with no other '/' gets "unknown" for both, as go-grpc-prometheus. */
+static void split_path(const char *p, size_t n, const char **svc, size_t *svc_len,
+                       const char **meth, size_t *meth_len)
+{
+    if (n > 0 && p[0] == '/') {
+        p++;
+        n--;
+    }
+    size_t i = n;
+    while (i > 0 && p[i - 1] != '/')
+        i--;
+    if (i == 0) {
+        *svc = *meth = "unknown";
+        *svc_len = *meth_len = strlen("unknown");
+        return;
+    }
+    *svc = p;
+    *svc_len = i - 1;
+    *meth = p + i;
+    *meth_len = n - i;
+}
+
+/* One READY slot. Its strings are copies in an arena, so nothing another
+ * process writes can change them while they are sorted. */
+struct entry {
+    uint32_t slot;
+    uint32_t type_bits;
+    const char *type;
+    size_t svc_off, svc_len, meth_off, meth_len;
+    size_t labels_off, labels_len; /* grpc_method="..",grpc_service="..",grpc_type=".." */
+    const char *svc, *meth, *labels; /* set once the arena has stopped growing */
+    int first; /* starts a series: its labels differ from the entry before */
+};
+
+/* What the family writers share for one rendering. */
+struct page {
+    const struct grpcprom_method *methods;
+    struct entry *ents;
+    size_t n;
+    uint32_t bucket_count;
+    struct grpcprom_buf *out;
+};
+
+/* Go's string order: bytewise, a prefix first. */
+static int cmp_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    if (c != 0)
+        return c;
+    return (an > bn) - (an < bn);
+}
+
+/* client_golang sorts series by label values in label-name order:
+ * grpc_method, grpc_service, grpc_type. */
+static int cmp_labels(const struct entry *a, const struct entry *b)
+{
+    int c = cmp_bytes(a->meth, a->meth_len, b->meth, b->meth_len);
+    if (c == 0)
+        c = cmp_bytes(a->svc, a->svc_len, b->svc, b->svc_len);
+    if (c == 0)
+        c = strcmp(a->type, b->type);
+    return c;
+}
+
+static int cmp_entry(const void *pa, const void *pb)
+{
+    const struct entry *a = pa, *b = pb;
+    int c = cmp_labels(a, b);
+    if (c != 0)
+        return c;
+    return (a->slot > b->slot) - (a->slot < b->slot);
+}
+
+/* The end of the series starting at entries[i]. Slots with the same labels
+ * (which a sane region never has) are one series, their counts added, so
+ * the page never holds a duplicate series. */
+static size_t series_end(const struct page *pg, size_t i)
+{
+    for (i++; i < pg->n && !pg->ents[i].first; i++)
+        ;
+    return i;
+}
+
+static uint64_t series_sum(const struct page *pg, size_t i, size_t end, size_t field)
+{
+    uint64_t sum = 0;
+    for (; i < end; i++) {
+        const char *m = (const char *)&pg->methods[pg->ents[i].slot];
+        sum += atomic_load_explicit((const _Atomic uint64_t *)(m + field), memory_order_relaxed);
+    }
+    return sum;
+}
+
+static int series_registered(const struct page *pg, size_t i, size_t end)
+{
+    for (; i < end; i++)
+        if (pg->ents[i].type_bits & GRPCPROM_REGISTERED)
+            return 1;
+    return 0;
+}
+
+/* HELP texts here hold no backslash or newline, so they need no escaping. */
+static void put_header(struct grpcprom_buf *b, const char *name, const char *help, const char *type)
+{
+    buf_puts(b, "# HELP ");
+    buf_puts(b, name);
+    buf_put(b, " ", 1);
+    buf_puts(b, help);
+    buf_puts(b, "\n# TYPE ");
+    buf_puts(b, name);
+    buf_put(b, " ", 1);
+    buf_puts(b, type);
+    buf_put(b, "\n", 1);
+}
+
+/* name{labels} value, for the labels of series i and an optional extra
+ * label pair put in front (grpc_code) or behind (le). */
+static void put_sample(struct grpcprom_buf *b, const char *name, const struct entry *e,
+                       const char *before, const char *after, const char *value_text, uint64_t value)
+{
+    buf_puts(b, name);
+    buf_put(b, "{", 1);
+    if (before)
+        buf_puts(b, before);
+    buf_put(b, e->labels, e->labels_len);
+    if (after)
+        buf_puts(b, after);
+    buf_put(b, "} ", 2);
+    if (value_text)
+        buf_puts(b, value_text);
+    else
+        buf_put_u64(b, value);
+    buf_put(b, "\n", 1);
+}
+
+static void put_method_counter(const struct page *pg, const char *name, const char *help, size_t field)
+{
+    put_header(pg->out, name, help, "counter");
+    for (size_t i = 0, end; i < pg->n; i = end) {
+        end = series_end(pg, i);
+        put_sample(pg->out, name, &pg->ents[i], NULL, NULL, NULL, series_sum(pg, i, end, field));
+    }
+}
+
+/* Registered methods show every code, as go-grpc-prometheus pre-initialises
+ * them; others only the codes they have seen. Codes sort first, by name. */
+static void put_handled(const struct page *pg)
+{
+    static const char name[] = "grpc_server_handled_total";
+    int order[GRPCPROM_CODES];
+    for (int i = 0; i < GRPCPROM_CODES; i++) {
+        int j = i;
+        for (; j > 0 && strcmp(grpcprom_code_names[order[j - 1]], grpcprom_code_names[i]) > 0; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
+    put_header(pg->out, name,
+               "Total number of RPCs completed on the server, regardless of success or failure.",
+               "counter");
+    for (int c = 0; c < GRPCPROM_CODES; c++) {
+        char before[64];
+        snprintf(before, sizeof(before), "grpc_code=\"%s\",", grpcprom_code_names[order[c]]);
+        size_t field = offsetof(struct grpcprom_method, handled) + (size_t)order[c] * sizeof(uint64_t);
+        for (size_t i = 0, end; i < pg->n; i = end) {
+            end = series_end(pg, i);
+            uint64_t v = series_sum(pg, i, end, field);
+            if (v != 0 || series_registered(pg, i, end))
+                put_sample(pg->out, name, &pg->ents[i], before, NULL, NULL, v);
+        }
+    }
+}
+
+/* Buckets are stored per bucket: one snapshot of them is summed up here, so
+ * le="+Inf" and _count come from the same numbers and always agree. */
+static void put_histogram(const struct page *pg, const struct grpcprom_header *h)
+{
+    static const char base[] = "grpc_server_handling_seconds";
+    const uint32_t nb = pg->bucket_count;
+    char le[GRPCPROM_MAX_BUCKETS][48];
+    for (uint32_t j = 0; j < nb; j++) {
+        char num[32];
+        grpcprom_format_double(num, h->bucket_bounds[j]);
+        snprintf(le[j], sizeof(le[j]), ",le=\"%s\"", num);
+    }
+    put_header(pg->out, base,
+               "Histogram of response latency (seconds) of gRPC that had been application-level "
+               "handled by the server.",
+               "histogram");
+    for (size_t i = 0, end; i < pg->n; i = end) {
+        end = series_end(pg, i);
+        const struct entry *e = &pg->ents[i];
+        uint64_t b[GRPCPROM_MAX_BUCKETS + 1] = {0}, sum_ns = 0, cum = 0;
+        for (size_t k = i; k < end; k++) {
+            const struct grpcprom_method *m = &pg->methods[pg->ents[k].slot];
+            for (uint32_t j = 0; j <= nb; j++)
+                b[j] += atomic_load_explicit(&m->buckets[j], memory_order_relaxed);
+            sum_ns += atomic_load_explicit(&m->latency_sum_ns, memory_order_relaxed);
+        }
+        for (uint32_t j = 0; j < nb; j++) {
+            cum += b[j];
+            put_sample(pg->out, "grpc_server_handling_seconds_bucket", e, NULL, le[j], NULL, cum);
+        }
+        cum += b[nb];
+        put_sample(pg->out, "grpc_server_handling_seconds_bucket", e, NULL, ",le=\"+Inf\"", NULL, cum);
+        char sum[32];
+        grpcprom_format_double(sum, (double)sum_ns / 1e9);
+        put_sample(pg->out, "grpc_server_handling_seconds_sum", e, NULL, NULL, sum, 0);
+        put_sample(pg->out, "grpc_server_handling_seconds_count", e, NULL, NULL, NULL, cum);
+    }
+}
+
+static void put_plain_counter(struct grpcprom_buf *b, const char *name, const char *help,
+                              const _Atomic uint64_t *v)
+{
+    put_header(b, name, help, "counter");
+    buf_puts(b, name);
+    buf_put(b, " ", 1);
+    buf_put_u64(b, atomic_load_explicit(v, memory_order_relaxed));
+    buf_put(b, "\n", 1);
+}
+
+/* Copies each READY slot's path into the arena and lays out its labels once,
+ * so the families below only copy bytes. Returns the number of entries. */
+static size_t collect(const struct grpcprom_header *h, uint32_t capacity, struct entry *ents,
+                      struct grpcprom_buf *arena)
+{
+    const struct grpcprom_method *methods = grpcprom_region_methods(h);
+    size_t n = 0;
+    for (uint32_t i = 0; i < capacity; i++) {
+        const struct grpcprom_method *m = &methods[i];
+        if (atomic_load_explicit(&m->state, memory_order_acquire) != GRPCPROM_SLOT_READY)
+            continue;
+        struct entry *e = &ents[n++];
+        e->slot = i;
+        e->type_bits = atomic_load_explicit(&m->type_bits, memory_order_relaxed);
+        e->type = grpcprom_type_label(e->type_bits);
+
+        char path[GRPCPROM_PATH_MAX];
+        memcpy(path, m->path, sizeof(path));
+        const char *nul = memchr(path, '\0', sizeof(path));
+        const char *svc, *meth;
+        split_path(path, nul ? (size_t)(nul - path) : sizeof(path), &svc, &e->svc_len, &meth, &e->meth_len);
+
+        e->svc_off = arena->len;
+        buf_put(arena, svc, e->svc_len);
+        e->meth_off = arena->len;
+        buf_put(arena, meth, e->meth_len);
+        e->labels_off = arena->len;
+        buf_puts(arena, "grpc_method=\"");
+        put_escaped(arena, meth, e->meth_len);
+        buf_puts(arena, "\",grpc_service=\"");
+        put_escaped(arena, svc, e->svc_len);
+        buf_puts(arena, "\",grpc_type=\"");
+        buf_puts(arena, e->type);
+        buf_puts(arena, "\"");
+        e->labels_len = arena->len - e->labels_off;
+    }
+    return n;
+}
+
+int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
+{
+    if (out->failed)
+        return -ENOMEM;
+    const size_t start = out->len;
+    const uint32_t capacity = h->method_capacity;
+    struct grpcprom_buf arena = {0};
+    struct entry *ents = calloc(capacity ? capacity : 1, sizeof(*ents));
+    size_t n = ents ? collect(h, capacity, ents, &arena) : 0;
+    if (!ents || arena.failed) {
+        out->failed = 1;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ents[i].svc = arena.data + ents[i].svc_off;
+        ents[i].meth = arena.data + ents[i].meth_off;
+        ents[i].labels = arena.data + ents[i].labels_off;
+    }
+    qsort(ents, n, sizeof(*ents), cmp_entry);
+    for (size_t i = 0; i < n; i++)
+        ents[i].first = i == 0 || cmp_labels(&ents[i - 1], &ents[i]) != 0;
+
+    struct page pg = {
+        .methods = grpcprom_region_methods(h),
+        .ents = ents,
+        .n = n,
+        .bucket_count = h->bucket_count < GRPCPROM_MAX_BUCKETS ? h->bucket_count : GRPCPROM_MAX_BUCKETS,
+        .out = out,
+    };
+    /* Families in Go's order: sorted by name. */
+    put_handled(&pg);
+    put_histogram(&pg, h);
+    put_method_counter(&pg, "grpc_server_msg_received_total",
+                       "Total number of RPC stream messages received on the server.",
+                       offsetof(struct grpcprom_method, msg_received));
+    put_method_counter(&pg, "grpc_server_msg_sent_total",
+                       "Total number of gRPC stream messages sent by the server.",
+                       offsetof(struct grpcprom_method, msg_sent));
+    put_method_counter(&pg, "grpc_server_started_total",
+                       "Total number of RPCs started on the server.",
+                       offsetof(struct grpcprom_method, started));
+    put_plain_counter(out, "grpcprom_calls_untracked_total",
+                      "Calls the shim could not follow (call table full or unknown library layout).",
+                      &h->calls_untracked);
+    put_plain_counter(out, "grpcprom_methods_dropped_total",
+                      "Calls of methods not counted because the method table was full.",
+                      &h->methods_dropped);
+    put_plain_counter(out, "grpcprom_unknown_method_calls_total",
+                      "Calls to methods the server does not serve (answered Unimplemented); "
+                      "not labelled by path, since clients choose paths.",
+                      &h->unknown_methods);
+done:
+    free(ents);
+    grpcprom_buf_free(&arena);
+    if (!out->failed)
+        return 0;
+    out->len = start;
+    if (out->data)
+        out->data[start] = '\0';
+    return -ENOMEM;
+}

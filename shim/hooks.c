@@ -1,0 +1,341 @@
+/* hooks.c: the functions of libgrpc (and libgrpc++) that the preloaded shim
+ * stands in for. Each decodes what gRPC is doing for the tracker, then calls
+ * the real function. Until the process registers or starts a gRPC server,
+ * every hook only forwards: a client or any other program is left alone. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cxx_services.h"
+#include "layout.h"
+#include "log.h"
+#include "options.h"
+#include "page.h"
+#include "ptrmap.h"
+#include "store.h"
+#include "tracker.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* Resolved real functions. */
+static grpc_call_error (*real_start_batch)(grpc_call *, const grpc_op *, size_t, void *, void *);
+static void *(*real_register_method)(grpc_server *, const char *, const char *,
+                                     grpc_server_register_method_payload_handling, uint32_t);
+static void (*real_server_start)(grpc_server *);
+static void (*real_call_ref)(grpc_call *);
+static void (*real_call_unref)(grpc_call *);
+static void *(*real_builder_register_service)(void *, void *);
+static void *(*real_builder_register_service_host)(void *, const void *, void *);
+static gpr_timespec (*real_gpr_now)(gpr_clock_type);
+static void (*real_set_completion_queue)(grpc_call *, grpc_completion_queue *);
+static void (*real_cq_end_op)(grpc_completion_queue *, void *, void *,
+                              void (*)(void *, void *), void *, void *, bool);
+static const char *(*real_version_string)(void);
+
+static struct options options;
+static struct grpcprom_header *region;
+static struct ptrmap registered;            /* registered-method handle -> slot */
+static const struct libgrpc_layout *_Atomic layout; /* NULL: calls cannot be followed */
+static atomic_bool active;                  /* a server exists and counting is on */
+static atomic_bool page_started;
+
+struct registered_method {
+    struct ptrmap_entry entry;
+    struct grpcprom_method *method;
+};
+
+/* The call and queue gRPC bound last on this thread, to check a publish. */
+static __thread grpc_call *bound_call;
+static __thread grpc_completion_queue *bound_cq;
+
+static void *find_symbol(const char *name)
+{
+    void *sym = dlsym(RTLD_NEXT, name);
+    if (sym)
+        return sym;
+    /* Ruby and other plugins load libgrpc after the shim, into a local scope. */
+    static const char *const libraries[] = {"libgrpc.so.29", "libgrpc++.so.1.51", "libgpr.so.29"};
+    for (size_t i = 0; i < sizeof(libraries) / sizeof(libraries[0]) && !sym; i++) {
+        void *lib = dlopen(libraries[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (lib) {
+            sym = dlsym(lib, name);
+            dlclose(lib);
+        }
+    }
+    return sym;
+}
+
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+
+static void resolve_all(void)
+{
+    *(void **)&real_start_batch = find_symbol("grpc_call_start_batch");
+    *(void **)&real_register_method = find_symbol("grpc_server_register_method");
+    *(void **)&real_server_start = find_symbol("grpc_server_start");
+    *(void **)&real_call_ref = find_symbol("grpc_call_ref");
+    *(void **)&real_call_unref = find_symbol("grpc_call_unref");
+    *(void **)&real_gpr_now = find_symbol("gpr_now");
+    *(void **)&real_builder_register_service = find_symbol(CXX_REGISTER_SERVICE);
+    *(void **)&real_builder_register_service_host = find_symbol(CXX_REGISTER_SERVICE_HOST);
+    *(void **)&real_set_completion_queue = find_symbol(LAYOUT_SET_CQ_SYMBOL);
+    *(void **)&real_cq_end_op = find_symbol(LAYOUT_END_OP_SYMBOL);
+    *(void **)&real_version_string = find_symbol("grpc_version_string");
+}
+
+static void resolve(void)
+{
+    pthread_once(&resolve_once, resolve_all);
+}
+
+static const char *lookup_env(const char *name)
+{
+    return getenv(name);
+}
+
+static void forget_calls_in_child(void)
+{
+    tracker_forget_calls();
+}
+
+static pthread_once_t server_once = PTHREAD_ONCE_INIT;
+
+/* Runs when the process first shows it is a gRPC server: only then is there
+ * a region, a table of calls, or (at start) a page. */
+static void become_server(void)
+{
+    resolve();
+    options_load(&options, lookup_env);
+    if (options.disable) {
+        log_msg(LOG_INFO, "GRPCPROM_DISABLE is set: passing every call through");
+        return;
+    }
+    region = store_create(options.buckets, options.bucket_count, options.max_methods);
+    if (region == NULL || tracker_init(region, 4096) != 0 ||
+        ptrmap_init(&registered, 4096, sizeof(struct registered_method)) != 0) {
+        log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
+        return;
+    }
+    const char *version = real_version_string ? real_version_string() : "unknown";
+    if (real_set_completion_queue && real_cq_end_op && real_gpr_now)
+        layout = layout_find(version);
+    if (layout == NULL)
+        log_msg(LOG_WARN, "libgrpc core %s is not a build grpcprom knows: no calls are counted",
+                version);
+    pthread_atfork(NULL, NULL, forget_calls_in_child);
+    atomic_store(&active, true);
+}
+
+static bool server_active(void)
+{
+    pthread_once(&server_once, become_server);
+    return atomic_load_explicit(&active, memory_order_relaxed);
+}
+
+static bool counting(void)
+{
+    return atomic_load_explicit(&active, memory_order_relaxed);
+}
+
+/* Declares a method's slot, pre-initialised as go-grpc-prometheus does. */
+static struct grpcprom_method *declare_method(const char *path, uint32_t bits)
+{
+    struct grpcprom_method *m = store_method(region, path, strlen(path), true);
+    if (m)
+        store_mark_type(m, GRPCPROM_REGISTERED | bits);
+    return m;
+}
+
+static void declare_cxx_method(const char *path, int streams, void *ctx)
+{
+    (void)ctx;
+    declare_method(path, GRPCPROM_TYPE_EXACT | (uint32_t)streams);
+}
+
+EXPORT void *grpc_server_register_method(grpc_server *server, const char *method, const char *host,
+                                         grpc_server_register_method_payload_handling payload,
+                                         uint32_t flags)
+{
+    resolve();
+    void *handle = real_register_method(server, method, host, payload, flags);
+    if (handle == NULL || method == NULL || !server_active())
+        return handle;
+    uint32_t bits = payload == GRPC_SRM_PAYLOAD_NONE ? GRPCPROM_CLIENT_STREAMS : 0;
+    struct grpcprom_method *m = declare_method(method, bits);
+    struct registered_method *r =
+        (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle, 0);
+    if (m && r) {
+        r->method = m;
+        ptrmap_publish(&r->entry);
+    } else if (r) {
+        ptrmap_release(&r->entry);
+    }
+    return handle;
+}
+
+EXPORT void grpc_server_start(grpc_server *server)
+{
+    resolve();
+    real_server_start(server);
+    if (!server_active() || options.listen[0] == '\0' || atomic_exchange(&page_started, true))
+        return;
+    page_start(options.listen, region);
+}
+
+/* grpc::ServerBuilder::RegisterService(grpc::Service*) */
+EXPORT void *cxx_builder_register_service(void *builder, void *service)
+    __asm__(CXX_REGISTER_SERVICE);
+void *cxx_builder_register_service(void *builder, void *service)
+{
+    resolve();
+    if (service && server_active())
+        cxx_service_methods(service, declare_cxx_method, NULL);
+    return real_builder_register_service(builder, service);
+}
+
+/* grpc::ServerBuilder::RegisterService(const std::string& host, grpc::Service*) */
+EXPORT void *cxx_builder_register_service_host(void *builder, const void *host, void *service)
+    __asm__(CXX_REGISTER_SERVICE_HOST);
+void *cxx_builder_register_service_host(void *builder, const void *host, void *service)
+{
+    resolve();
+    if (service && server_active())
+        cxx_service_methods(service, declare_cxx_method, NULL);
+    return real_builder_register_service_host(builder, host, service);
+}
+
+/* What a batch means for the counts; false when nothing in it counts. */
+static bool decode_batch(const grpc_op *ops, size_t nops, struct batch_ops *out)
+{
+    memset(out, 0, sizeof(*out));
+    bool relevant = false;
+    for (size_t i = 0; i < nops; i++) {
+        switch (ops[i].op) {
+        case GRPC_OP_SEND_MESSAGE:
+            out->send_message = relevant = true;
+            break;
+        case GRPC_OP_SEND_STATUS_FROM_SERVER:
+            out->send_status = relevant = true;
+            out->status_code = (int)ops[i].data.send_status_from_server.status;
+            break;
+        case GRPC_OP_RECV_MESSAGE:
+            out->recv_message = (void **)ops[i].data.recv_message.recv_message;
+            relevant = true;
+            break;
+        case GRPC_OP_RECV_CLOSE_ON_SERVER:
+            out->cancelled = ops[i].data.recv_close_on_server.cancelled;
+            relevant = true;
+            break;
+        default:
+            break;
+        }
+    }
+    return relevant;
+}
+
+EXPORT grpc_call_error grpc_call_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
+                                             void *tag, void *reserved)
+{
+    resolve();
+    struct batch_ops decoded;
+    if (!counting() || layout == NULL || !decode_batch(ops, nops, &decoded))
+        return real_start_batch(call, ops, nops, tag, reserved);
+    struct batch_record *batch = tracker_batch_submit((uintptr_t)call, (uintptr_t)tag, &decoded);
+    grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
+    tracker_batch_result((uintptr_t)call, batch, &decoded, err == GRPC_CALL_OK);
+    return err;
+}
+
+EXPORT void grpc_call_ref(grpc_call *call)
+{
+    resolve();
+    if (counting())
+        tracker_call_ref((uintptr_t)call);
+    real_call_ref(call);
+}
+
+EXPORT void grpc_call_unref(grpc_call *call)
+{
+    resolve();
+    if (counting())
+        tracker_call_unref((uintptr_t)call);
+    real_call_unref(call);
+}
+
+/* Internal: gRPC binds a new server call to its queue just before it
+ * publishes the call on the same thread. */
+EXPORT void hook_set_completion_queue(grpc_call *call, grpc_completion_queue *cq)
+    __asm__(LAYOUT_SET_CQ_SYMBOL);
+void hook_set_completion_queue(grpc_call *call, grpc_completion_queue *cq)
+{
+    resolve();
+    bound_call = call;
+    bound_cq = cq;
+    real_set_completion_queue(call, cq);
+}
+
+/* Converts a gRPC deadline to this shim's clock. */
+static int64_t deadline_ns(gpr_timespec deadline)
+{
+    if (deadline.tv_sec == INT64_MAX || real_gpr_now == NULL)
+        return TRACKER_NO_DEADLINE;
+    gpr_timespec now = real_gpr_now(deadline.clock_type);
+    int64_t left = (deadline.tv_sec - now.tv_sec) * 1000000000 + (deadline.tv_nsec - now.tv_nsec);
+    return tracker_now_ns() + left;
+}
+
+static void call_published(const struct published_call *p, grpc_completion_queue *cq)
+{
+    struct call_start start = {.call = (uintptr_t)p->call, .cq = (uintptr_t)cq,
+                               .deadline_ns = TRACKER_NO_DEADLINE};
+    if (p->registered_method) {
+        struct registered_method *r =
+            (struct registered_method *)ptrmap_find(&registered, (uintptr_t)p->registered_method, 0);
+        if (r == NULL) {
+            store_add(&region->calls_untracked, 1);
+            return;
+        }
+        start.method = r->method;
+        start.registered = true;
+        start.first_message_read = p->payload && *p->payload;
+    } else {
+        start.path = (const char *)GRPC_SLICE_START_PTR(p->details->method);
+        start.path_len = GRPC_SLICE_LENGTH(p->details->method);
+    }
+    if (p->deadline)
+        start.deadline_ns = deadline_ns(*p->deadline);
+    tracker_call_started(&start);
+}
+
+/* Internal: every completion of every queue passes here, including the one
+ * that hands a new server call to the application. */
+EXPORT void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
+                           void (*done)(void *, void *), void *done_arg, void *storage,
+                           bool internal) __asm__(LAYOUT_END_OP_SYMBOL);
+void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
+                    void (*done)(void *, void *), void *done_arg, void *storage, bool internal)
+{
+    resolve();
+    const struct libgrpc_layout *known = counting() ? layout : NULL;
+    if (known) {
+        struct published_call p;
+        if ((void *)done == known->done_request_event) {
+            if (layout_read_request(known, done_arg, tag, storage, &p) == 0 && p.call == bound_call) {
+                call_published(&p, bound_cq);
+            } else {
+                /* The memory is not what this layout says: stop reading it. */
+                layout = NULL;
+                store_add(&region->calls_untracked, 1);
+                log_msg(LOG_WARN, "a published call does not match the known libgrpc layout: "
+                                  "counting stops");
+            }
+        } else {
+            tracker_completion((uintptr_t)cq, (uintptr_t)tag, layout_status_ok(status));
+        }
+    }
+    real_cq_end_op(cq, tag, status, done, done_arg, storage, internal);
+}

@@ -1,0 +1,68 @@
+/* layout.c: the table of libgrpc builds whose internals the shim can read. */
+#define _GNU_SOURCE
+#include "layout.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+static struct libgrpc_layout layouts[] = {
+    {
+        .core_version = "29.0.0",
+        .done_request_symbol = "_ZN9grpc_core6Server16DoneRequestEventEPvP18grpc_cq_completion",
+        .off_type = 8, .off_tag = 16, .off_call = 32, .off_storage = 40,
+        .off_data = 88, .off_deadline = 96, .off_payload = 104,
+    },
+};
+
+static void *find_in_libgrpc(const char *name)
+{
+    void *sym = dlsym(RTLD_DEFAULT, name);
+    if (sym == NULL) {
+        void *lib = dlopen("libgrpc.so.29", RTLD_LAZY | RTLD_NOLOAD);
+        if (lib) {
+            sym = dlsym(lib, name);
+            dlclose(lib);
+        }
+    }
+    return sym;
+}
+
+const struct libgrpc_layout *layout_find(const char *version)
+{
+    for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
+        struct libgrpc_layout *l = &layouts[i];
+        if (strcmp(version, l->core_version) != 0)
+            continue;
+        l->done_request_event = find_in_libgrpc(l->done_request_symbol);
+        if (l->done_request_event)
+            return l;
+    }
+    return NULL;
+}
+
+#define FIELD(type, base, offset) (*(type const *)((const char *)(base) + (offset)))
+
+int layout_read_request(const struct libgrpc_layout *layout, const void *rc, const void *tag,
+                        const void *storage, struct published_call *out)
+{
+    if ((const char *)storage != (const char *)rc + layout->off_storage ||
+        FIELD(void *, rc, layout->off_tag) != tag)
+        return -1;
+    int type = FIELD(int, rc, layout->off_type);
+    grpc_call **call = FIELD(grpc_call **, rc, layout->off_call);
+    if ((type != 0 && type != 1) || call == NULL)
+        return -1;
+    memset(out, 0, sizeof(*out));
+    out->call = *call;
+    if (type == 1) {
+        out->registered_method = FIELD(void *, rc, layout->off_data);
+        out->deadline = FIELD(gpr_timespec *, rc, layout->off_deadline);
+        out->payload = FIELD(grpc_byte_buffer **, rc, layout->off_payload);
+        return out->registered_method ? 0 : -1;
+    }
+    out->details = FIELD(grpc_call_details *, rc, layout->off_data);
+    if (out->details == NULL)
+        return -1;
+    out->deadline = &out->details->deadline;
+    return 0;
+}

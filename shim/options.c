@@ -1,0 +1,136 @@
+/* options.c: one table of settings with their defaults and strict parsers. */
+#include "options.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Each parser returns NULL on success or says what is wrong with the text. */
+typedef const char *(*option_parser)(const char *text, struct options *o);
+
+static const char *parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0) { *out = true; return NULL; }
+        if (strcasecmp(text, no[i]) == 0) { *out = false; return NULL; }
+    }
+    return "expected 1 or 0";
+}
+
+static const char *parse_disable(const char *text, struct options *o)
+{
+    return parse_bool(text, &o->disable);
+}
+
+/* "none", "PORT" or "IPv4:PORT"; civetweb here has no IPv6 and takes no names. */
+static const char *parse_listen(const char *text, struct options *o)
+{
+    if (strcmp(text, "none") == 0) {
+        o->listen[0] = '\0';
+        return NULL;
+    }
+    const char *colon = strrchr(text, ':');
+    const char *port = colon ? colon + 1 : text;
+    char host[INET_ADDRSTRLEN] = "0.0.0.0";
+    if (colon) {
+        size_t len = (size_t)(colon - text);
+        if (len == 0 || len >= sizeof(host))
+            return "expected none, PORT or IPv4:PORT";
+        memcpy(host, text, len);
+        host[len] = '\0';
+        struct in_addr addr;
+        if (inet_pton(AF_INET, host, &addr) != 1)
+            return "the host must be an IPv4 address such as 127.0.0.1";
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (*port == '\0' || *end != '\0' || errno || p < 1 || p > 65535)
+        return "the port must be a number from 1 to 65535";
+    snprintf(o->listen, sizeof(o->listen), "%s:%ld", host, p);
+    return NULL;
+}
+
+static const char *parse_buckets(const char *text, struct options *o)
+{
+    double bounds[GRPCPROM_MAX_BUCKETS];
+    unsigned n = 0;
+    const char *p = text;
+    for (;;) {
+        if (n == GRPCPROM_MAX_BUCKETS)
+            return "too many buckets (30 at most)";
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !isfinite(v) || v <= 0)
+            return "expected positive numbers of seconds separated by commas";
+        if (n > 0 && !(v > bounds[n - 1]))
+            return "the bounds must increase";
+        bounds[n++] = v;
+        if (*end == '\0')
+            break;
+        if (*end != ',')
+            return "expected positive numbers of seconds separated by commas";
+        p = end + 1;
+    }
+    memcpy(o->buckets, bounds, sizeof(bounds[0]) * n);
+    o->bucket_count = n;
+    return NULL;
+}
+
+static const char *parse_log(const char *text, struct options *o)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(text, names[i]) == 0) {
+            o->log_level = (enum log_level)i;
+            return NULL;
+        }
+    }
+    return "expected error, warn, info or debug";
+}
+
+static const char *parse_max_methods(const char *text, struct options *o)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno || v < 1 || v > 100000)
+        return "expected a number from 1 to 100000";
+    o->max_methods = (unsigned)v;
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    const char *default_text;
+    option_parser parse;
+} option_table[] = {
+    {"GRPCPROM_DISABLE", "0", parse_disable},
+    {"GRPCPROM_LOG", "warn", parse_log},
+    {"GRPCPROM_LISTEN", "0.0.0.0:9091", parse_listen},
+    {"GRPCPROM_BUCKETS", ".005,.01,.025,.05,.1,.25,.5,1,2.5,5,10", parse_buckets},
+    {"GRPCPROM_MAX_METHODS", "1000", parse_max_methods},
+};
+
+void options_load(struct options *o, const char *(*lookup)(const char *name))
+{
+    memset(o, 0, sizeof(*o));
+    for (size_t i = 0; i < sizeof(option_table) / sizeof(option_table[0]); i++)
+        option_table[i].parse(option_table[i].default_text, o);
+    for (size_t i = 0; i < sizeof(option_table) / sizeof(option_table[0]); i++) {
+        const char *text = lookup(option_table[i].name);
+        if (text == NULL)
+            continue;
+        const char *problem = option_table[i].parse(text, o);
+        if (problem)
+            log_msg(LOG_ERROR, "%s=\"%.100s\": %s; using the default %s",
+                    option_table[i].name, text, problem, option_table[i].default_text);
+    }
+    log_set_level(o->log_level);
+}

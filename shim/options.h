@@ -1,0 +1,23 @@
+/* options.h: every GRPCPROM_* setting, read once from the environment. */
+#ifndef GRPCPROM_OPTIONS_H
+#define GRPCPROM_OPTIONS_H
+
+#include <stdbool.h>
+
+#include "log.h"
+#include "region.h"
+
+struct options {
+    bool disable;                              /* GRPCPROM_DISABLE: pure pass-through */
+    char listen[64];                           /* GRPCPROM_LISTEN: "ip:port", "" = no page */
+    double buckets[GRPCPROM_MAX_BUCKETS];      /* GRPCPROM_BUCKETS, seconds, increasing */
+    unsigned bucket_count;
+    enum log_level log_level;                  /* GRPCPROM_LOG */
+    unsigned max_methods;                      /* GRPCPROM_MAX_METHODS: region capacity */
+};
+
+/* Fills `o` from `lookup` (getenv, or a test's table). A bad value logs one
+ * line naming the variable, the value and the default kept, then keeps it. */
+void options_load(struct options *o, const char *(*lookup)(const char *name));
+
+#endif

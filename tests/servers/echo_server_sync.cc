@@ -1,0 +1,105 @@
+// Echo test server using the C++ synchronous API (Echo::Service).
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "common.h"
+#include "echo.grpc.pb.h"
+
+using grpc::ServerContext;
+using grpc::Status;
+using grpc::StatusCode;
+using grpcprom::test::Echo;
+using grpcprom::test::EchoReply;
+using grpcprom::test::EchoRequest;
+
+// Sleeps `ms` in 5 ms steps; returns false as soon as the call is cancelled.
+static bool SleepUnlessCancelled(ServerContext* ctx, int ms) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!ctx->IsCancelled()) {
+    auto left = end - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return true;
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(5)));
+  }
+  return false;
+}
+
+static Status CodeStatus(int code) {
+  return code == 0 ? Status::OK : Status(static_cast<StatusCode>(code), "requested");
+}
+
+static const Status kCancelled(StatusCode::CANCELLED, "cancelled");
+
+class EchoImpl final : public Echo::Service {
+  Status Unary(ServerContext* ctx, const EchoRequest* req, EchoReply* rep) override {
+    if (!SleepUnlessCancelled(ctx, req->sleep_ms())) return kCancelled;
+    rep->set_text(req->text());
+    return CodeStatus(req->code());
+  }
+
+  Status ServerStream(ServerContext* ctx, const EchoRequest* req,
+                      grpc::ServerWriter<EchoReply>* writer) override {
+    if (!SleepUnlessCancelled(ctx, req->sleep_ms())) return kCancelled;
+    EchoReply rep;
+    rep.set_text(req->text());
+    for (int i = 0; i < req->responses(); i++)
+      if (!writer->Write(rep)) return kCancelled;
+    return CodeStatus(req->code());
+  }
+
+  Status ClientStream(ServerContext* ctx, grpc::ServerReader<EchoRequest>* reader,
+                      EchoReply* rep) override {
+    EchoRequest req, last;
+    while (reader->Read(&req)) last = req;
+    if (!SleepUnlessCancelled(ctx, last.sleep_ms())) return kCancelled;
+    rep->set_text(last.text());
+    return CodeStatus(last.code());
+  }
+
+  Status Bidi(ServerContext* ctx,
+              grpc::ServerReaderWriter<EchoReply, EchoRequest>* stream) override {
+    EchoRequest req;
+    while (stream->Read(&req)) {
+      if (!SleepUnlessCancelled(ctx, req.sleep_ms())) return kCancelled;
+      EchoReply rep;
+      rep.set_text(req.text());
+      for (int i = 0; i < req.responses(); i++)
+        if (!stream->Write(rep)) return kCancelled;
+      if (req.code() != 0) return CodeStatus(req.code());
+    }
+    return Status::OK;
+  }
+};
+
+int main(int argc, char** argv) {
+  sigset_t stop;
+  block_stop_signals(&stop);
+  int port = 0, threads = 1;
+  parse_args(argc, argv, &port, &threads);  // --threads is accepted and ignored
+
+  grpc::EnableDefaultHealthCheckService(false);  // nothing but Echo: no health, no reflection
+  EchoImpl service;
+  grpc::ServerBuilder builder;
+  int bound = 0;
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                           grpc::InsecureServerCredentials(), &bound);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || bound == 0) {
+    fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
+    return 1;
+  }
+  announce_ready(bound);
+
+  int sig = 0;
+  sigwait(&stop, &sig);
+  // Running handlers get one second, then are cancelled (and see IsCancelled).
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  return 0;
+}

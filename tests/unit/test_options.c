@@ -1,0 +1,86 @@
+/* test_options.c: every GRPCPROM_* setting, good and bad values. */
+#include <math.h>
+
+#include "check.h"
+#include "options.h"
+
+static const char *env_names[8], *env_values[8];
+static int env_count;
+
+static const char *fake_env(const char *name)
+{
+    for (int i = 0; i < env_count; i++)
+        if (strcmp(env_names[i], name) == 0)
+            return env_values[i];
+    return NULL;
+}
+
+static void load_with(struct options *o, const char *name, const char *value)
+{
+    env_count = 0;
+    if (name) {
+        env_names[0] = name;
+        env_values[0] = value;
+        env_count = 1;
+    }
+    options_load(o, fake_env);
+}
+
+int main(void)
+{
+    struct options o;
+    load_with(&o, NULL, NULL);
+    CHECK_STR(o.listen, "0.0.0.0:9091");
+    CHECK_INT(o.bucket_count, 11);
+    CHECK(o.buckets[0] == 0.005 && o.buckets[10] == 10);
+    CHECK_INT(o.disable, 0);
+    CHECK_INT(o.log_level, LOG_WARN);
+    CHECK_INT(o.max_methods, 1000);
+
+    load_with(&o, "GRPCPROM_LISTEN", "127.0.0.1:9500");
+    CHECK_STR(o.listen, "127.0.0.1:9500");
+    load_with(&o, "GRPCPROM_LISTEN", "9600");
+    CHECK_STR(o.listen, "0.0.0.0:9600");
+    load_with(&o, "GRPCPROM_LISTEN", "none");
+    CHECK_STR(o.listen, "");
+    const char *bad_listens[] = {"", "localhost:80", "1.2.3.4:0", "1.2.3.4:65536", ":80",
+                                 "1.2.3.4:", "1.2.3.4:8x", "[::1]:80", "abc"};
+    for (size_t i = 0; i < sizeof(bad_listens) / sizeof(bad_listens[0]); i++) {
+        load_with(&o, "GRPCPROM_LISTEN", bad_listens[i]);
+        CHECK_STR(o.listen, "0.0.0.0:9091");
+    }
+
+    load_with(&o, "GRPCPROM_BUCKETS", "0.1,1,10");
+    CHECK_INT(o.bucket_count, 3);
+    CHECK(o.buckets[0] == 0.1 && o.buckets[2] == 10);
+    const char *bad_buckets[] = {"", "1,1", "2,1", "-1", "0", "1,,2", "1,x", "inf", "nan", "1,"};
+    for (size_t i = 0; i < sizeof(bad_buckets) / sizeof(bad_buckets[0]); i++) {
+        load_with(&o, "GRPCPROM_BUCKETS", bad_buckets[i]);
+        CHECK_INT(o.bucket_count, 11);
+    }
+    char many[256] = "1";
+    for (int i = 2; i <= GRPCPROM_MAX_BUCKETS + 1; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), ",%d", i);
+    load_with(&o, "GRPCPROM_BUCKETS", many);
+    CHECK_INT(o.bucket_count, 11);
+
+    load_with(&o, "GRPCPROM_DISABLE", "1");
+    CHECK_INT(o.disable, 1);
+    load_with(&o, "GRPCPROM_DISABLE", "TRUE");
+    CHECK_INT(o.disable, 1);
+    load_with(&o, "GRPCPROM_DISABLE", "maybe");
+    CHECK_INT(o.disable, 0);
+
+    load_with(&o, "GRPCPROM_LOG", "debug");
+    CHECK_INT(o.log_level, LOG_DEBUG);
+    load_with(&o, "GRPCPROM_LOG", "loud");
+    CHECK_INT(o.log_level, LOG_WARN);
+
+    load_with(&o, "GRPCPROM_MAX_METHODS", "20");
+    CHECK_INT(o.max_methods, 20);
+    load_with(&o, "GRPCPROM_MAX_METHODS", "0");
+    CHECK_INT(o.max_methods, 1000);
+    load_with(&o, "GRPCPROM_MAX_METHODS", "12abc");
+    CHECK_INT(o.max_methods, 1000);
+    CHECK_DONE();
+}
