@@ -311,6 +311,20 @@ static void call_published(const struct published_call *p, grpc_completion_queue
     tracker_call_started(&start);
 }
 
+/* Follows a call gRPC is handing to the application, unless the request
+ * does not look like the known layout: then stop reading gRPC's memory. */
+static void request_done(const struct libgrpc_layout *known, void *rc, void *tag, void *storage)
+{
+    struct published_call p;
+    if (layout_read_request(known, rc, tag, storage, &p) == 0 && p.call == bound_call) {
+        call_published(&p, bound_cq);
+        return;
+    }
+    layout = NULL;
+    store_add(&region->calls_untracked, 1);
+    log_msg(LOG_WARN, "a published call does not match the known libgrpc layout: counting stops");
+}
+
 /* Internal: every completion of every queue passes here, including the one
  * that hands a new server call to the application. */
 EXPORT void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
@@ -322,20 +336,11 @@ void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
     resolve();
     const struct libgrpc_layout *known = counting() ? layout : NULL;
     if (known) {
-        struct published_call p;
-        if ((void *)done == known->done_request_event) {
-            if (layout_read_request(known, done_arg, tag, storage, &p) == 0 && p.call == bound_call) {
-                call_published(&p, bound_cq);
-            } else {
-                /* The memory is not what this layout says: stop reading it. */
-                layout = NULL;
-                store_add(&region->calls_untracked, 1);
-                log_msg(LOG_WARN, "a published call does not match the known libgrpc layout: "
-                                  "counting stops");
-            }
-        } else {
-            tracker_completion((uintptr_t)cq, (uintptr_t)tag, layout_status_ok(status));
-        }
+        bool ok = layout_status_ok(status);
+        if ((void *)done != known->done_request_event)
+            tracker_completion((uintptr_t)cq, (uintptr_t)tag, ok);
+        else if (ok) /* a request failed at shutdown carries an error and no call */
+            request_done(known, done_arg, tag, storage);
     }
     real_cq_end_op(cq, tag, status, done, done_arg, storage, internal);
 }

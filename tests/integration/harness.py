@@ -1,0 +1,139 @@
+# harness.py: starts the test servers under the shim and reads their pages.
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILD = os.environ.get("GRPCPROM_BUILD", os.path.join(ROOT, "build"))
+SHIM = os.path.join(BUILD, "shim", "libgrpcprom.so")
+SERVERS = {kind: os.path.join(BUILD, "tests", "servers", "echo_server_" + kind)
+           for kind in ("sync", "async", "callback", "c")}
+sys.path.insert(0, os.path.join(ROOT, "tests", "client"))
+import echo_client  # noqa: E402
+
+SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A test server process, optionally under the shim, with its page port."""
+
+    def __init__(self, kind, preload=True, env=None, metrics_port=None):
+        self.metrics_port = metrics_port or free_port()
+        full_env = dict(os.environ)
+        full_env["GRPCPROM_LISTEN"] = "127.0.0.1:%d" % self.metrics_port
+        if preload:
+            full_env["LD_PRELOAD"] = SHIM
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([SERVERS[kind], "--port", "0"], env=full_env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY "):
+            self.proc.kill()
+            raise RuntimeError("server %s did not start: %r %s" % (kind, line, self.proc.stderr.read()))
+        self.port = int(line.split()[1])
+        self.target = "127.0.0.1:%d" % self.port
+        echo_client.wait_ready(self.target, 10)
+
+    def url(self, path="/metrics"):
+        return "http://127.0.0.1:%d%s" % (self.metrics_port, path)
+
+    def stop(self):
+        """Stops the server; returns (exit code, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+def http_get(url, method="GET"):
+    """Returns (status, headers, body) without any proxy."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(url, method=method)
+    try:
+        with opener.open(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def parse_page(text):
+    """Returns {(name, frozenset(labels.items())): value} for every sample."""
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        m = SAMPLE_RE.match(line)
+        assert m, "unparsable line: %r" % line
+        labels = frozenset(LABEL_RE.findall(m.group(2) or ""))
+        key = (m.group(1), labels)
+        assert key not in samples, "duplicate series: %r" % line
+        samples[key] = float(m.group(3))
+    return samples
+
+
+def scrape(port_or_url):
+    url = port_or_url if isinstance(port_or_url, str) else "http://127.0.0.1:%d/metrics" % port_or_url
+    status, _, body = http_get(url)
+    assert status == 200, status
+    return body
+
+
+def echo_series(samples):
+    """The comparable counters of the Echo service: (name, type, method, code) -> value."""
+    out = {}
+    for (name, labels), value in samples.items():
+        lab = dict(labels)
+        if lab.get("grpc_service") != echo_client.SERVICE:
+            continue
+        if name in ("grpc_server_started_total", "grpc_server_handled_total",
+                    "grpc_server_msg_received_total", "grpc_server_msg_sent_total",
+                    "grpc_server_handling_seconds_count"):
+            out[(name, lab["grpc_type"], lab["grpc_method"], lab.get("grpc_code", ""))] = value
+    return out
+
+
+def expected_series(result):
+    """What a page must show after the client saw `result` (zeros left out)."""
+    exp = {}
+    for (gtype, _service, method), m in result.items():
+        exp[("grpc_server_started_total", gtype, method, "")] = m["started"]
+        exp[("grpc_server_msg_received_total", gtype, method, "")] = m["msg_received"]
+        exp[("grpc_server_msg_sent_total", gtype, method, "")] = m["msg_sent"]
+        exp[("grpc_server_handling_seconds_count", gtype, method, "")] = sum(m["handled"].values())
+        for code, n in m["handled"].items():
+            exp[("grpc_server_handled_total", gtype, method, code)] = n
+    return {k: v for k, v in exp.items() if v}
+
+
+def nonzero(series):
+    return {k: v for k, v in series.items() if v}
+
+
+def wait_stable(port, settle=0.3, timeout=5.0):
+    """Scrapes until two pages in a row agree (calls the client gave up on
+    may still be ending on the server)."""
+    deadline = time.time() + timeout
+    last = parse_page(scrape(port))
+    while time.time() < deadline:
+        time.sleep(settle)
+        now = parse_page(scrape(port))
+        if now == last:
+            return now
+        last = now
+    return last
