@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "render.h"
+#include "signals.h"
 
 static const struct grpcprom_header *page_region;
 
@@ -75,15 +76,14 @@ int page_start(const char *listen, const struct grpcprom_header *region)
     callbacks.log_message = log_civetweb;
 
     /* Civetweb's threads inherit this mask, so the host's signals go to the
-     * host's threads; it also sets SIGPIPE to SIG_IGN process-wide. */
+     * host's threads; and they may not change the host's SIGPIPE. */
     sigset_t all, saved_mask;
-    struct sigaction saved_pipe;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved_mask);
-    sigaction(SIGPIPE, NULL, &saved_pipe);
+    signals_mark_new_threads(true);
     mg_init_library(0);
     struct mg_context *ctx = mg_start(&callbacks, NULL, settings);
-    sigaction(SIGPIPE, &saved_pipe, NULL);
+    signals_mark_new_threads(false);
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     if (ctx == NULL) {
         log_msg(LOG_ERROR, "cannot serve the metrics page on %s (is the port in use?); "

@@ -54,10 +54,10 @@ class Server:
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=20)
+            self.stdout_rest, err = self.proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.stdout_rest, err = self.proc.communicate()
         return self.proc.returncode, err
 
 
