@@ -1,5 +1,7 @@
 # test_servers.py: every server flavour under the shim, driven by a real
 # client through a fixed mix; the page must equal what the client saw.
+import subprocess
+
 import pytest
 
 from harness import echo_client, Server, echo_series, expected_series, nonzero, parse_page, scrape, wait_stable
@@ -83,3 +85,21 @@ def test_unknown_paths_add_no_series(server):
     methods = {dict(labels).get("grpc_method") for (_, labels) in samples}
     assert not any(m and m.startswith(("Nope", "Thing")) for m in methods)
     assert samples[("grpcprom_unknown_method_calls_total", frozenset())] == 20
+
+
+@pytest.mark.parametrize("server", ["sync", "async", "callback", "c"], indirect=True)
+def test_every_call_counted_once_under_load(server, tmp_path):
+    """h2load drives many concurrent unary calls over several connections."""
+    request = tmp_path / "req"
+    request.write_bytes(b"\x00\x00\x00\x00\x07\x22\x05hello")  # EchoRequest{text: "hello"}
+    n = 6000
+    run = subprocess.run(["h2load", "-n", str(n), "-c", "6", "-m", "16", "-t", "2",
+                          "-H", "content-type: application/grpc", "-H", "te: trailers",
+                          "-d", str(request), "http://%s/grpcprom.test.Echo/Unary" % server.target],
+                         capture_output=True, text=True, timeout=300)
+    assert "%d succeeded" % n in run.stdout, run.stdout
+    series = echo_series(wait_stable(server.metrics_port))
+    for name in ("grpc_server_started_total", "grpc_server_msg_received_total",
+                 "grpc_server_msg_sent_total", "grpc_server_handling_seconds_count"):
+        assert series[(name, "unary", "Unary", "")] == n, name
+    assert series[("grpc_server_handled_total", "unary", "Unary", "OK")] == n
