@@ -46,7 +46,7 @@ static atomic_bool page_started;
 
 struct registered_method {
     struct ptrmap_entry entry;
-    struct grpcprom_method *method;
+    struct grpcprom_method *_Atomic method;
 };
 
 /* The call and queue gRPC bound last on this thread, to check a publish. */
@@ -123,22 +123,25 @@ static void become_server(void)
     const char *version = real_version_string ? real_version_string() : "unknown";
     if (real_set_completion_queue && real_cq_end_op && real_gpr_now)
         layout = layout_find(version);
-    if (layout == NULL)
-        log_msg(LOG_WARN, "libgrpc core %s is not a build grpcprom knows: no calls are counted",
-                version);
+    if (layout == NULL) {
+        log_msg(LOG_WARN, "libgrpc core %s is not a build grpcprom knows: passing every call "
+                          "through, no page", version);
+        return;
+    }
     pthread_atfork(NULL, NULL, forget_calls_in_child);
-    atomic_store(&active, true);
+    atomic_store_explicit(&active, true, memory_order_release);
 }
 
 static bool server_active(void)
 {
     pthread_once(&server_once, become_server);
-    return atomic_load_explicit(&active, memory_order_relaxed);
+    return atomic_load_explicit(&active, memory_order_acquire);
 }
 
+/* True once counting is on; the tables it guards are then visible too. */
 static bool counting(void)
 {
-    return atomic_load_explicit(&active, memory_order_relaxed);
+    return atomic_load_explicit(&active, memory_order_acquire);
 }
 
 /* Declares a method's slot, pre-initialised as go-grpc-prometheus does. */
@@ -166,13 +169,17 @@ EXPORT void *grpc_server_register_method(grpc_server *server, const char *method
         return handle;
     uint32_t bits = payload == GRPC_SRM_PAYLOAD_NONE ? GRPCPROM_CLIENT_STREAMS : 0;
     struct grpcprom_method *m = declare_method(method, bits);
+    /* A destroyed server's handles come back for the next server's methods. */
     struct registered_method *r =
-        (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle, 0);
-    if (m && r) {
-        r->method = m;
-        ptrmap_publish(&r->entry);
+        (struct registered_method *)ptrmap_find(&registered, (uintptr_t)handle, 0);
+    if (r == NULL && m) {
+        r = (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle, 0);
+        if (r) {
+            atomic_store(&r->method, m);
+            ptrmap_publish(&r->entry);
+        }
     } else if (r) {
-        ptrmap_release(&r->entry);
+        atomic_store(&r->method, m);
     }
     return handle;
 }
@@ -192,6 +199,8 @@ EXPORT void *cxx_builder_register_service(void *builder, void *service)
 void *cxx_builder_register_service(void *builder, void *service)
 {
     resolve();
+    if (real_builder_register_service == NULL) /* libgrpc++ was loaded after libgrpc */
+        *(void **)&real_builder_register_service = find_symbol(CXX_REGISTER_SERVICE);
     if (service && server_active())
         cxx_service_methods(service, declare_cxx_method, NULL);
     return real_builder_register_service(builder, service);
@@ -203,6 +212,8 @@ EXPORT void *cxx_builder_register_service_host(void *builder, const void *host, 
 void *cxx_builder_register_service_host(void *builder, const void *host, void *service)
 {
     resolve();
+    if (real_builder_register_service_host == NULL)
+        *(void **)&real_builder_register_service_host = find_symbol(CXX_REGISTER_SERVICE_HOST);
     if (service && server_active())
         cxx_service_methods(service, declare_cxx_method, NULL);
     return real_builder_register_service_host(builder, host, service);
@@ -261,7 +272,7 @@ EXPORT void grpc_call_ref(grpc_call *call)
 EXPORT void grpc_call_unref(grpc_call *call)
 {
     resolve();
-    if (counting())
+    if (counting() && layout)
         tracker_call_unref((uintptr_t)call);
     real_call_unref(call);
 }
@@ -284,8 +295,10 @@ static int64_t deadline_ns(gpr_timespec deadline)
     if (deadline.tv_sec == INT64_MAX || real_gpr_now == NULL)
         return TRACKER_NO_DEADLINE;
     gpr_timespec now = real_gpr_now(deadline.clock_type);
-    int64_t left = (deadline.tv_sec - now.tv_sec) * 1000000000 + (deadline.tv_nsec - now.tv_nsec);
-    return tracker_now_ns() + left;
+    int64_t left_s = deadline.tv_sec - now.tv_sec;
+    if (left_s > 1000000000) /* decades away: as good as none, and no overflow */
+        return TRACKER_NO_DEADLINE;
+    return tracker_now_ns() + left_s * 1000000000 + (deadline.tv_nsec - now.tv_nsec);
 }
 
 static void call_published(const struct published_call *p, grpc_completion_queue *cq)
@@ -299,7 +312,11 @@ static void call_published(const struct published_call *p, grpc_completion_queue
             store_add(&region->calls_untracked, 1);
             return;
         }
-        start.method = r->method;
+        start.method = atomic_load(&r->method);
+        if (start.method == NULL) {
+            store_add(&region->calls_untracked, 1);
+            return;
+        }
         start.registered = true;
         start.first_message_read = p->payload && *p->payload;
     } else {

@@ -7,7 +7,7 @@
 #include <sys/mman.h>
 
 enum { ENTRY_FREE = 0, ENTRY_BUSY = 1, ENTRY_LIVE = 2, ENTRY_DEAD = 3 };
-enum { PROBE_LIMIT = 64 };
+enum { PROBE_LIMIT = 16 };
 
 static struct ptrmap_entry *entry_at(const struct ptrmap *map, size_t i)
 {
@@ -36,7 +36,8 @@ int ptrmap_init(struct ptrmap *map, size_t capacity, size_t entry_size)
 
 void ptrmap_clear(struct ptrmap *map)
 {
-    memset(map->entries, 0, (map->mask + 1) * map->entry_size);
+    /* Private anonymous pages read back as zeros: nothing is copied. */
+    madvise(map->entries, (map->mask + 1) * map->entry_size, MADV_DONTNEED);
 }
 
 struct ptrmap_entry *ptrmap_claim(struct ptrmap *map, uintptr_t key, uintptr_t key2)

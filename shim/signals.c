@@ -34,20 +34,30 @@ static void *page_thread_main(void *p)
     return start.start(start.arg);
 }
 
+static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+
+/* Resolved before main, so no hook ever calls dlsym (not async-signal-safe)
+ * from a signal handler or an allocator. */
+__attribute__((constructor)) static void resolve_thread_and_signal_functions(void)
+{
+    *(void **)&real_pthread_create = dlsym(RTLD_NEXT, "pthread_create");
+    *(void **)&real_sigaction = dlsym(RTLD_NEXT, "sigaction");
+}
+
 EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *),
                           void *arg)
 {
-    static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-    if (real == NULL)
-        *(void **)&real = dlsym(RTLD_NEXT, "pthread_create");
+    if (real_pthread_create == NULL)
+        resolve_thread_and_signal_functions();
     if (!marking_new_threads)
-        return real(thread, attr, start, arg);
+        return real_pthread_create(thread, attr, start, arg);
     struct page_thread_start *p = malloc(sizeof(*p));
     if (p == NULL)
         return EAGAIN;
     p->start = start;
     p->arg = arg;
-    int rc = real(thread, attr, page_thread_main, p);
+    int rc = real_pthread_create(thread, attr, page_thread_main, p);
     if (rc != 0)
         free(p);
     return rc;
@@ -55,10 +65,9 @@ EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(
 
 EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-    static int (*real)(int, const struct sigaction *, struct sigaction *);
-    if (real == NULL)
-        *(void **)&real = dlsym(RTLD_NEXT, "sigaction");
+    if (real_sigaction == NULL)
+        resolve_thread_and_signal_functions();
     if (in_page_thread && sig == SIGPIPE && act != NULL)
-        return real(sig, NULL, old);
-    return real(sig, act, old);
+        return real_sigaction(sig, NULL, old);
+    return real_sigaction(sig, act, old);
 }

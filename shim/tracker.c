@@ -167,8 +167,11 @@ static int cancel_code(const struct call_record *rec, int64_t now)
     return CODE_CANCELLED;
 }
 
-/* Counts the call's end once, whichever event settles it first. */
-static void settle(struct call_record *rec, int code, int64_t end_ns)
+/* Counts the call's end once, whichever event settles it first. A path
+ * with no slot gets one only from a status the server itself sent, and not
+ * for Unimplemented: a client that cancels calls to invented paths must not
+ * create series. */
+static void settle(struct call_record *rec, int code, int64_t end_ns, bool sent_by_server)
 {
     uint32_t state = atomic_load_explicit(&rec->status_state, memory_order_acquire);
     do {
@@ -179,14 +182,15 @@ static void settle(struct call_record *rec, int code, int64_t end_ns)
     uint32_t held = atomic_load_explicit(&rec->held_sent, memory_order_relaxed);
     uint64_t latency = end_ns > rec->start_ns ? (uint64_t)(end_ns - rec->start_ns) : 0;
     struct grpcprom_method *m = rec->method;
-    if (m == NULL) {
-        if (code == CODE_UNIMPLEMENTED && !store_method(region, rec->path, rec->path_len, false)) {
-            store_add(&region->unknown_methods, 1);
-            return;
-        }
+    if (m == NULL)
+        m = store_method(region, rec->path, rec->path_len, false);
+    if (m == NULL && sent_by_server && code != CODE_UNIMPLEMENTED)
         m = store_method(region, rec->path, rec->path_len, true);
-        if (m == NULL)
-            return;
+    if (m == NULL) {
+        store_add(code == CODE_UNIMPLEMENTED ? &region->unknown_methods : &region->calls_untracked, 1);
+        return;
+    }
+    if (rec->method == NULL) {
         uint32_t bits = atomic_load_explicit(&rec->stream_bits, memory_order_relaxed);
         if (bits)
             store_mark_type(m, bits);
@@ -206,26 +210,27 @@ struct batch_record *tracker_batch_submit(uintptr_t call, uintptr_t tag, const s
     struct call_record *rec = find_call(call);
     if (rec == NULL)
         return NULL;
+    /* The status is claimed first and kept in the call record, so the call
+     * settles with it even when the batch table has no room. */
+    uint32_t expected = STATUS_NONE;
+    bool claimed_status = ops->send_status &&
+        atomic_compare_exchange_strong(&rec->status_state, &expected, STATUS_SUBMITTED);
+    if (claimed_status) {
+        rec->status_code = ops->status_code;
+        rec->status_ns = tracker_now_ns();
+        if (ops->send_message)
+            atomic_fetch_add_explicit(&rec->held_sent, 1, memory_order_relaxed);
+    }
     struct batch_record *batch = (struct batch_record *)ptrmap_claim(&batches, tag, rec->cq);
     if (batch == NULL) {
-        log_msg(LOG_DEBUG, "batch table full: a call's end may be counted late");
+        store_add(&region->calls_untracked, 1);
         return NULL;
     }
     batch->call = rec;
     batch->call_key = call;
     batch->recv_message = ops->recv_message;
     batch->cancelled = ops->cancelled;
-    batch->send_status = false;
-    if (ops->send_status &&
-        atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_NONE) {
-        uint32_t expected = STATUS_NONE;
-        rec->status_code = ops->status_code;
-        rec->status_ns = tracker_now_ns();
-        if (ops->send_message)
-            atomic_fetch_add_explicit(&rec->held_sent, 1, memory_order_relaxed);
-        batch->send_status =
-            atomic_compare_exchange_strong(&rec->status_state, &expected, STATUS_SUBMITTED);
-    }
+    batch->send_status = claimed_status;
     ptrmap_publish(&batch->entry);
     return batch;
 }
@@ -252,6 +257,35 @@ void tracker_batch_result(uintptr_t call, struct batch_record *batch, const stru
         count_sent(rec);
 }
 
+/* Drops a reference; the last one settles the call (Canceled, unless a
+ * status was submitted and never completed) and forgets it. */
+static void unpin(struct call_record *rec)
+{
+    if (atomic_fetch_sub_explicit(&rec->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    int64_t now = tracker_now_ns();
+    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED)
+        settle(rec, rec->status_code, rec->status_ns, true);
+    else
+        settle(rec, cancel_code(rec, now), now, false);
+    ptrmap_release(&rec->entry);
+}
+
+/* Holds a call's record while a completion uses it: false when the call
+ * is already gone. The holder that drops the last reference settles it. */
+static bool pin(struct call_record *rec, uintptr_t call)
+{
+    uint32_t refs = atomic_load_explicit(&rec->refs, memory_order_acquire);
+    do {
+        if (refs == 0)
+            return false;
+    } while (!atomic_compare_exchange_weak(&rec->refs, &refs, refs + 1));
+    if (find_call(call) == rec)
+        return true;
+    unpin(rec);
+    return false;
+}
+
 void tracker_completion(uintptr_t cq, uintptr_t tag, bool success)
 {
     struct batch_record *batch = (struct batch_record *)ptrmap_find(&batches, tag, cq);
@@ -263,7 +297,7 @@ void tracker_completion(uintptr_t cq, uintptr_t tag, bool success)
     int *cancelled = batch->cancelled;
     bool send_status = batch->send_status;
     ptrmap_release(&batch->entry);
-    if (find_call(call_key) != rec)
+    if (!pin(rec, call_key))
         return; /* the application let go of the call before this batch ended */
 
     int64_t now = tracker_now_ns();
@@ -275,9 +309,10 @@ void tracker_completion(uintptr_t cq, uintptr_t tag, bool success)
     }
     if (send_status)
         settle(rec, success ? rec->status_code : cancel_code(rec, now),
-               success ? rec->status_ns : now);
+               success ? rec->status_ns : now, success);
     if (cancelled && success && *cancelled)
-        settle(rec, cancel_code(rec, now), now);
+        settle(rec, cancel_code(rec, now), now, false);
+    unpin(rec);
 }
 
 void tracker_call_ref(uintptr_t call)
@@ -290,12 +325,6 @@ void tracker_call_ref(uintptr_t call)
 void tracker_call_unref(uintptr_t call)
 {
     struct call_record *rec = find_call(call);
-    if (rec == NULL || atomic_fetch_sub_explicit(&rec->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    int64_t now = tracker_now_ns();
-    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED)
-        settle(rec, rec->status_code, rec->status_ns);
-    else
-        settle(rec, cancel_code(rec, now), now);
-    ptrmap_release(&rec->entry);
+    if (rec)
+        unpin(rec);
 }

@@ -87,6 +87,22 @@ def test_unknown_paths_add_no_series(server):
     assert samples[("grpcprom_unknown_method_calls_total", frozenset())] == 20
 
 
+@pytest.mark.parametrize("server", ["sync", "c"], indirect=True)
+def test_cancelled_calls_to_invented_paths_add_no_series(server):
+    import grpc
+    with grpc.insecure_channel(server.target) as channel:
+        for i in range(40):
+            future = channel.unary_unary("/made.Up/Path%d" % i).future(b"", timeout=0.002 if i % 2 else None)
+            if i % 2 == 0:
+                future.cancel()
+            try:
+                future.result()
+            except (grpc.RpcError, grpc.FutureCancelledError):
+                pass
+    samples = wait_stable(server.metrics_port)
+    assert not [k for k in samples if dict(k[1]).get("grpc_service") == "made.Up"]
+
+
 @pytest.mark.parametrize("server", ["sync", "async", "callback", "c"], indirect=True)
 def test_every_call_counted_once_under_load(server, tmp_path):
     """h2load drives many concurrent unary calls over several connections."""

@@ -133,6 +133,18 @@ int main(void)
     }
     CHECK_INT(h->unknown_methods, 5);
 
+    /* An invented path whose call is cancelled before any status creates no
+     * series either: only a status the server sent can. */
+    start_call(0x5100, NULL, "/no.Such/Cancelled", false, TRACKER_NO_DEADLINE);
+    run_batch(0x5100, 0x51, (struct batch_ops){.cancelled = &cancelled}, true);
+    tracker_call_unref(0x5100);
+    start_call(0x5200, NULL, "/no.Such/Failed", false, TRACKER_NO_DEADLINE);
+    run_batch(0x5200, 0x52, status_op(0, false), false);
+    tracker_call_unref(0x5200);
+    CHECK(slot("/no.Such/Cancelled") == NULL);
+    CHECK(slot("/no.Such/Failed") == NULL);
+    CHECK_INT(h->calls_untracked, 2);
+
     /* Latency runs from the start to the status being sent. */
     uint64_t total = 0;
     for (int b = 0; b <= 11; b++)
@@ -142,6 +154,6 @@ int main(void)
     /* A completion that is not ours, and calls nobody tracks, change nothing. */
     tracker_completion(0xc0, 0x999, true);
     tracker_call_unref(0x777);
-    CHECK_INT(h->calls_untracked, 0);
+    CHECK_INT(h->calls_untracked, 2);
     CHECK_DONE();
 }
