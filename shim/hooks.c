@@ -97,11 +97,6 @@ static const char *lookup_env(const char *name)
     return getenv(name);
 }
 
-static void forget_calls_in_child(void)
-{
-    tracker_forget_calls();
-}
-
 static pthread_once_t server_once = PTHREAD_ONCE_INIT;
 
 /* Runs when the process first shows it is a gRPC server: only then is there
@@ -114,21 +109,23 @@ static void become_server(void)
         log_msg(LOG_INFO, "GRPCPROM_DISABLE is set: passing every call through");
         return;
     }
+    const char *version = real_version_string ? real_version_string() : "unknown";
+    const struct libgrpc_layout *known = NULL;
+    if (real_set_completion_queue && real_cq_end_op && real_gpr_now)
+        known = layout_find(version, find_symbol);
+    if (known == NULL) {
+        log_msg(LOG_WARN, "libgrpc core %s is not a build grpcprom knows: passing every call "
+                          "through, no page", version);
+        return;
+    }
     region = store_create(options.buckets, options.bucket_count, options.max_methods);
     if (region == NULL || tracker_init(region, 4096) != 0 ||
         ptrmap_init(&registered, 4096, sizeof(struct registered_method)) != 0) {
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
         return;
     }
-    const char *version = real_version_string ? real_version_string() : "unknown";
-    if (real_set_completion_queue && real_cq_end_op && real_gpr_now)
-        layout = layout_find(version);
-    if (layout == NULL) {
-        log_msg(LOG_WARN, "libgrpc core %s is not a build grpcprom knows: passing every call "
-                          "through, no page", version);
-        return;
-    }
-    pthread_atfork(NULL, NULL, forget_calls_in_child);
+    layout = known;
+    pthread_atfork(NULL, NULL, tracker_forget_calls);
     atomic_store_explicit(&active, true, memory_order_release);
 }
 

@@ -1,8 +1,6 @@
 /* layout.c: the table of libgrpc builds whose internals the shim can read. */
-#define _GNU_SOURCE
 #include "layout.h"
 
-#include <dlfcn.h>
 #include <string.h>
 
 static struct libgrpc_layout layouts[] = {
@@ -14,26 +12,13 @@ static struct libgrpc_layout layouts[] = {
     },
 };
 
-static void *find_in_libgrpc(const char *name)
-{
-    void *sym = dlsym(RTLD_DEFAULT, name);
-    if (sym == NULL) {
-        void *lib = dlopen("libgrpc.so.29", RTLD_LAZY | RTLD_NOLOAD);
-        if (lib) {
-            sym = dlsym(lib, name);
-            dlclose(lib);
-        }
-    }
-    return sym;
-}
-
-const struct libgrpc_layout *layout_find(const char *version)
+const struct libgrpc_layout *layout_find(const char *version, void *(*find_symbol)(const char *))
 {
     for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
         struct libgrpc_layout *l = &layouts[i];
         if (strcmp(version, l->core_version) != 0)
             continue;
-        l->done_request_event = find_in_libgrpc(l->done_request_symbol);
+        l->done_request_event = find_symbol(l->done_request_symbol);
         if (l->done_request_event)
             return l;
     }

@@ -33,8 +33,9 @@ struct published_call {
     grpc_byte_buffer **payload;     /* where gRPC put the first request, or NULL */
 };
 
-/* The layout of the libgrpc whose core version is `version`, or NULL. */
-const struct libgrpc_layout *layout_find(const char *version);
+/* The layout of the libgrpc whose core version is `version`, or NULL;
+ * `find_symbol` resolves libgrpc's internal symbols. */
+const struct libgrpc_layout *layout_find(const char *version, void *(*find_symbol)(const char *));
 
 /* Reads a RequestedCall after checking that it looks like one: 0, or -1
  * when the memory does not match the layout (then stop trusting it). */
