@@ -8,9 +8,8 @@
 
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 
-#include "common.h"
+#include "serve.h"
 #include "echo.grpc.pb.h"
 
 using grpc::CallbackServerContext;
@@ -192,29 +191,6 @@ class EchoImpl final : public Echo::CallbackService {
 };
 
 int main(int argc, char** argv) {
-  sigset_t stop;
-  block_stop_signals(&stop);
-  int port = 0, threads = 1;
-  parse_args(argc, argv, &port, &threads);  // --threads is accepted and ignored
-
-  grpc::EnableDefaultHealthCheckService(false);  // nothing but Echo: no health, no reflection
   EchoImpl service;
-  grpc::ServerBuilder builder;
-  int bound = 0;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
-                           grpc::InsecureServerCredentials(), &bound);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || bound == 0) {
-    fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
-    return 1;
-  }
-  announce_ready(bound);
-
-  int sig = 0;
-  sigwait(&stop, &sig);
-  // Running calls get one second, then are cancelled; Shutdown returns once
-  // every reactor has reached OnDone.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  return 0;
+  return serve_until_stopped(&service, argc, argv);
 }
