@@ -29,14 +29,14 @@ def free_port():
 class Server:
     """A test server process, optionally under the shim, with its page port."""
 
-    def __init__(self, kind, preload=True, env=None, metrics_port=None):
+    def __init__(self, kind, preload=True, env=None, metrics_port=None, args=()):
         self.metrics_port = metrics_port or free_port()
         full_env = dict(os.environ)
         full_env["GRPCPROM_LISTEN"] = "127.0.0.1:%d" % self.metrics_port
         if preload:
             full_env["LD_PRELOAD"] = SHIM
         full_env.update(env or {})
-        self.proc = subprocess.Popen([SERVERS[kind], "--port", "0"], env=full_env,
+        self.proc = subprocess.Popen([SERVERS[kind], "--port", "0", *args], env=full_env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("READY "):
@@ -125,9 +125,9 @@ def nonzero(series):
     return {k: v for k, v in series.items() if v}
 
 
-def wait_stable(port, settle=0.3, timeout=5.0):
+def wait_stable(port, settle=0.3, timeout=10.0):
     """Scrapes until two pages in a row agree (calls the client gave up on
-    may still be ending on the server)."""
+    may still be ending on the server); a page that never settles fails."""
     deadline = time.time() + timeout
     last = parse_page(scrape(port))
     while time.time() < deadline:
@@ -136,4 +136,4 @@ def wait_stable(port, settle=0.3, timeout=5.0):
         if now == last:
             return now
         last = now
-    return last
+    raise AssertionError("the page did not settle within %.0f s" % timeout)
