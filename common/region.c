@@ -11,6 +11,10 @@ const char *const grpcprom_code_names[GRPCPROM_CODES] = {
     "Internal", "Unavailable", "DataLoss", "Unauthenticated",
 };
 
+const char *const grpcprom_overflow_reason_names[GRPCPROM_OVERFLOW_REASONS] = {
+    "invalid_path", "path_too_long", "method_table_full", "unanswered_path",
+};
+
 const char *grpcprom_type_label(uint32_t type_bits)
 {
     switch (type_bits & (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS)) {
@@ -21,15 +25,86 @@ const char *grpcprom_type_label(uint32_t type_bits)
     }
 }
 
+static uint32_t power_of_two_at_least(uint64_t n)
+{
+    uint32_t p = 1;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+static uint64_t round_up_64(uint64_t n)
+{
+    return (n + 63) / 64 * 64;
+}
+
+size_t grpcprom_region_plan(struct grpcprom_header *h, uint32_t method_capacity)
+{
+    h->header_size = sizeof(struct grpcprom_header);
+    h->method_size = sizeof(struct grpcprom_method);
+    h->method_capacity = method_capacity;
+    h->index_capacity = power_of_two_at_least(2 * (uint64_t)method_capacity);
+    h->index_offset = h->header_size;
+    h->methods_offset = round_up_64(h->index_offset + (uint64_t)h->index_capacity * sizeof(uint32_t));
+    h->region_size = h->methods_offset +
+                     ((uint64_t)method_capacity + GRPCPROM_OVERFLOW_SLOTS) * h->method_size;
+    return (size_t)h->region_size;
+}
+
+/* Follows RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF. */
+int grpcprom_label_text_ok(const char *text, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)text, *end = s + n;
+    while (s < end) {
+        unsigned c = *s++;
+        if (c == 0)
+            return 0;
+        if (c < 0x80)
+            continue;
+        int more;
+        unsigned min;
+        if (c >= 0xc2 && c <= 0xdf) {
+            more = 1;
+            min = 0x80;
+            c &= 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            more = 2;
+            min = 0x800;
+            c &= 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            more = 3;
+            min = 0x10000;
+            c &= 0x07;
+        } else {
+            return 0;
+        }
+        if (end - s < more)
+            return 0;
+        for (int i = 0; i < more; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+            c = c << 6 | (s[i] & 0x3f);
+        }
+        s += more;
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+    }
+    return 1;
+}
+
 int grpcprom_region_check(const struct grpcprom_header *h, size_t size)
 {
     if (size < sizeof(*h) || memcmp(h->magic, GRPCPROM_MAGIC, sizeof(h->magic)) != 0)
         return -EINVAL;
-    if (h->layout_version != GRPCPROM_LAYOUT_VERSION || h->header_size != GRPCPROM_HEADER_SPAN ||
-        h->method_size != sizeof(struct grpcprom_method) || h->bucket_count > GRPCPROM_MAX_BUCKETS)
+    if (h->layout_version != GRPCPROM_LAYOUT_VERSION || h->bucket_count > GRPCPROM_MAX_BUCKETS ||
+        h->method_capacity == 0 || h->method_capacity > UINT32_MAX / 2)
         return -EINVAL;
-    uint64_t need = (uint64_t)h->header_size + (uint64_t)h->method_capacity * h->method_size;
-    if (h->method_capacity == 0 || h->region_size != need || need > size)
+    struct grpcprom_header plan;
+    grpcprom_region_plan(&plan, h->method_capacity);
+    if (h->header_size != plan.header_size || h->method_size != plan.method_size ||
+        h->index_capacity != plan.index_capacity || h->index_offset != plan.index_offset ||
+        h->methods_offset != plan.methods_offset || h->region_size != plan.region_size ||
+        h->region_size > size)
         return -EINVAL;
     for (uint32_t i = 1; i < h->bucket_count; i++)
         if (!(h->bucket_bounds[i] > h->bucket_bounds[i - 1]))

@@ -5,7 +5,13 @@
  * read. The region holds no pointers and no per-process state, so a reader in
  * another process, or after the writer crashed, sees everything it needs in
  * the header. Buckets are stored per bucket (not cumulative) and summed at
- * render time, so +Inf always equals _count in one rendering. */
+ * render time, so +Inf always equals _count in one rendering.
+ *
+ * After the header comes a hash index of paths (slot number + 1, 0 when
+ * empty), at most half full, then the method slots, handed out in order, then
+ * one overflow slot per grpc_type for calls that cannot have a series of
+ * their own. A reader walks the slots in use and the overflow slots; it never
+ * needs the index. */
 #ifndef GRPCPROM_REGION_H
 #define GRPCPROM_REGION_H
 
@@ -14,10 +20,13 @@
 #include <stdint.h>
 
 #define GRPCPROM_MAGIC "GRPCPRM1"
-#define GRPCPROM_LAYOUT_VERSION 1u
+#define GRPCPROM_LAYOUT_VERSION 2u
 #define GRPCPROM_MAX_BUCKETS 30   /* finite bounds; one more slot for +Inf */
-#define GRPCPROM_PATH_MAX 192      /* "/service/method", NUL included */
+#define GRPCPROM_PATH_MAX 1024     /* longest :path that becomes a series */
 #define GRPCPROM_CODES 17
+#define GRPCPROM_OVERFLOW_SLOTS 4  /* one per grpc_type */
+#define GRPCPROM_OVERFLOW_PATH "/_OTHER/_OTHER"
+#define GRPCPROM_INDEX_BUSY UINT32_MAX /* an index entry whose slot is being written */
 
 /* grpc_type is derived from what a method has been seen to do. */
 enum grpcprom_type_bits {
@@ -25,59 +34,105 @@ enum grpcprom_type_bits {
     GRPCPROM_SERVER_STREAMS = 1u << 1, /* a message sent apart from the status */
     GRPCPROM_TYPE_EXACT = 1u << 2,     /* both bits above come from a declaration */
     GRPCPROM_REGISTERED = 1u << 3,     /* pre-initialised: rendered before its first call */
+    GRPCPROM_OVERFLOW = 1u << 4,       /* an overflow slot: calls of no series of their own */
+};
+
+/* Why a call was counted in an overflow slot. */
+enum grpcprom_overflow_reason {
+    GRPCPROM_OVERFLOW_INVALID_PATH,   /* not UTF-8, a NUL byte, or the overflow's own path */
+    GRPCPROM_OVERFLOW_PATH_TOO_LONG,  /* longer than GRPCPROM_PATH_MAX */
+    GRPCPROM_OVERFLOW_TABLE_FULL,     /* no free method slot */
+    GRPCPROM_OVERFLOW_UNANSWERED,     /* a new path whose call ended before the server answered */
+    GRPCPROM_OVERFLOW_REASONS
 };
 
 enum grpcprom_slot_state { GRPCPROM_SLOT_EMPTY = 0, GRPCPROM_SLOT_INIT = 1, GRPCPROM_SLOT_READY = 2 };
 
-/* One method's counts. */
+/* One method's counts, on whole cache lines. */
 struct grpcprom_method {
     _Atomic uint32_t state;         /* grpcprom_slot_state: readers skip all but READY */
     _Atomic uint32_t type_bits;     /* grpcprom_type_bits */
-    char path[GRPCPROM_PATH_MAX];   /* "/pkg.Service/Method", written before READY */
+    uint64_t path_hash;             /* written before READY, like the path */
+    uint32_t path_len;
+    uint32_t reserved;
     _Atomic uint64_t started;
     _Atomic uint64_t msg_received;
     _Atomic uint64_t msg_sent;
     _Atomic uint64_t handled[GRPCPROM_CODES];
     _Atomic uint64_t latency_sum_ns;
     _Atomic uint64_t buckets[GRPCPROM_MAX_BUCKETS + 1]; /* per bucket; last is +Inf */
-};
+    char path[GRPCPROM_PATH_MAX];   /* "/pkg.Service/Method", path_len bytes, no NUL */
+} __attribute__((aligned(64)));
 
 struct grpcprom_header {
     char magic[8];                  /* GRPCPROM_MAGIC, written last by the creator */
     uint32_t layout_version;
-    uint32_t header_size;           /* sizeof(struct grpcprom_header) */
-    uint64_t region_size;           /* header + method_capacity slots */
+    uint32_t header_size;           /* sizeof(struct grpcprom_header), rounded to 64 */
+    uint64_t region_size;           /* everything below, in bytes */
     uint32_t method_size;           /* sizeof(struct grpcprom_method) */
-    uint32_t method_capacity;
+    uint32_t method_capacity;       /* method slots, overflow slots not included */
+    uint32_t index_capacity;        /* a power of two, at least 2 * method_capacity */
     uint32_t bucket_count;          /* finite bounds in use, <= GRPCPROM_MAX_BUCKETS */
-    uint32_t reserved;
+    uint64_t index_offset;          /* from the start of the region */
+    uint64_t methods_offset;        /* method slots, then the overflow slots */
+    uint64_t hash_seed;             /* keys the path hash, so clients cannot aim collisions */
     int64_t creator_pid;
     int64_t start_time_unix_ns;
     double bucket_bounds[GRPCPROM_MAX_BUCKETS];        /* seconds, increasing */
     uint64_t bucket_bounds_ns[GRPCPROM_MAX_BUCKETS];   /* the same, in nanoseconds */
-    _Atomic uint64_t methods_dropped;   /* calls of new methods refused: table full */
+    _Atomic uint32_t methods_used;  /* slots handed out; may run past the capacity */
+    uint32_t reserved;
     _Atomic uint64_t unknown_methods;   /* calls to paths nobody serves (Unimplemented) */
     _Atomic uint64_t calls_untracked;   /* calls the shim could not follow */
-    uint8_t pad[64];
-};
+    _Atomic uint64_t overflow_calls[GRPCPROM_OVERFLOW_REASONS];
+} __attribute__((aligned(64)));
 
-_Static_assert(sizeof(struct grpcprom_method) % 8 == 0, "method slot alignment");
+_Static_assert(sizeof(struct grpcprom_method) % 64 == 0, "method slots fill cache lines");
 _Static_assert(offsetof(struct grpcprom_method, started) % 8 == 0, "counter alignment");
-_Static_assert(offsetof(struct grpcprom_header, methods_dropped) % 8 == 0, "counter alignment");
+_Static_assert(offsetof(struct grpcprom_header, unknown_methods) % 8 == 0, "counter alignment");
+_Static_assert(sizeof(struct grpcprom_header) % 64 == 0, "header fills cache lines");
 
-/* Where the method slots start: the header rounded up to a cache line. */
-#define GRPCPROM_HEADER_SPAN ((sizeof(struct grpcprom_header) + 63) / 64 * 64)
+static inline _Atomic uint32_t *grpcprom_region_index(const struct grpcprom_header *h)
+{
+    return (_Atomic uint32_t *)((char *)h + h->index_offset);
+}
 
 static inline struct grpcprom_method *grpcprom_region_methods(const struct grpcprom_header *h)
 {
-    return (struct grpcprom_method *)((char *)h + h->header_size);
+    return (struct grpcprom_method *)((char *)h + h->methods_offset);
 }
+
+/* The overflow slot for calls that streamed as `type_bits` says. */
+static inline struct grpcprom_method *grpcprom_region_overflow(const struct grpcprom_header *h,
+                                                               uint32_t type_bits)
+{
+    return grpcprom_region_methods(h) + h->method_capacity +
+           (type_bits & (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS));
+}
+
+/* The method slots in use, never more than the capacity. */
+static inline uint32_t grpcprom_region_methods_used(const struct grpcprom_header *h)
+{
+    uint32_t used = atomic_load_explicit(&h->methods_used, memory_order_acquire);
+    return used < h->method_capacity ? used : h->method_capacity;
+}
+
+/* Sizes a region for `method_capacity` methods: sets the capacities and
+ * offsets of `h`, returns the bytes it needs. */
+size_t grpcprom_region_plan(struct grpcprom_header *h, uint32_t method_capacity);
 
 /* Go's names for the 17 status codes, indexed by code. */
 extern const char *const grpcprom_code_names[GRPCPROM_CODES];
 
+/* The reason label of each overflow reason. */
+extern const char *const grpcprom_overflow_reason_names[GRPCPROM_OVERFLOW_REASONS];
+
 /* The grpc_type label a method's bits stand for. */
 const char *grpcprom_type_label(uint32_t type_bits);
+
+/* True when the n bytes are UTF-8 without a NUL byte: what a label value
+ * may hold, and what a C string can carry. */
+int grpcprom_label_text_ok(const char *s, size_t n);
 
 /* Checks a mapped region before anything in it is trusted: 0 when the header
  * is sane and fits in `size` bytes, -EINVAL otherwise. */

@@ -189,8 +189,9 @@ static void put_escaped(struct grpcprom_buf *b, const char *s, size_t n)
     buf_put(b, s + run, n - run);
 }
 
-/* Splits "/pkg.Service/Method" at its last '/' (a leading '/' dropped); a
- * path with no other '/' gets "unknown" for both, as go-grpc-prometheus. */
+/* Splits a path as go-grpc-prometheus' splitMethodName does: without its
+ * leading '/', at the first '/' ("/a.B/c/D" is service "a.B", method "c/D");
+ * a path with no other '/' is "unknown" for both. */
 static void split_path(const char *p, size_t n, const char **svc, size_t *svc_len,
                        const char **meth, size_t *meth_len)
 {
@@ -198,18 +199,16 @@ static void split_path(const char *p, size_t n, const char **svc, size_t *svc_le
         p++;
         n--;
     }
-    size_t i = n;
-    while (i > 0 && p[i - 1] != '/')
-        i--;
-    if (i == 0) {
+    const char *slash = memchr(p, '/', n);
+    if (slash == NULL) {
         *svc = *meth = "unknown";
         *svc_len = *meth_len = strlen("unknown");
         return;
     }
     *svc = p;
-    *svc_len = i - 1;
-    *meth = p + i;
-    *meth_len = n - i;
+    *svc_len = (size_t)(slash - p);
+    *meth = slash + 1;
+    *meth_len = n - *svc_len - 1;
 }
 
 /* One READY slot. Its strings are copies in an arena, so nothing another
@@ -412,26 +411,30 @@ static void put_plain_counter(struct grpcprom_buf *b, const char *name, const ch
 }
 
 /* Copies each READY slot's path into the arena and lays out its labels once,
- * so the families below only copy bytes. Returns the number of entries. */
-static size_t collect(const struct grpcprom_header *h, uint32_t capacity, struct entry *ents,
-                      struct grpcprom_buf *arena)
+ * so the families below only copy bytes. A path that is no label text (the
+ * shim never writes one) is left out: one bad value would fail the scrape.
+ * Returns the number of entries. */
+static size_t collect(const struct grpcprom_header *h, struct entry *ents, struct grpcprom_buf *arena)
 {
     const struct grpcprom_method *methods = grpcprom_region_methods(h);
+    uint32_t used = grpcprom_region_methods_used(h);
     size_t n = 0;
-    for (uint32_t i = 0; i < capacity; i++) {
-        const struct grpcprom_method *m = &methods[i];
+    for (uint32_t i = 0; i < used + GRPCPROM_OVERFLOW_SLOTS; i++) {
+        uint32_t slot = i < used ? i : h->method_capacity + (i - used);
+        const struct grpcprom_method *m = &methods[slot];
         if (atomic_load_explicit(&m->state, memory_order_acquire) != GRPCPROM_SLOT_READY)
             continue;
+        char path[GRPCPROM_PATH_MAX];
+        size_t len = m->path_len < sizeof(path) ? m->path_len : sizeof(path);
+        memcpy(path, m->path, len);
+        if (!grpcprom_label_text_ok(path, len))
+            continue;
         struct entry *e = &ents[n++];
-        e->slot = i;
+        e->slot = slot;
         e->type_bits = atomic_load_explicit(&m->type_bits, memory_order_relaxed);
         e->type = grpcprom_type_label(e->type_bits);
-
-        char path[GRPCPROM_PATH_MAX];
-        memcpy(path, m->path, sizeof(path));
-        const char *nul = memchr(path, '\0', sizeof(path));
         const char *svc, *meth;
-        split_path(path, nul ? (size_t)(nul - path) : sizeof(path), &svc, &e->svc_len, &meth, &e->meth_len);
+        split_path(path, len, &svc, &e->svc_len, &meth, &e->meth_len);
 
         e->svc_off = arena->len;
         buf_put(arena, svc, e->svc_len);
@@ -450,15 +453,30 @@ static size_t collect(const struct grpcprom_header *h, uint32_t capacity, struct
     return n;
 }
 
+/* The shim's count of calls in the overflow slots, by reason. */
+static void put_overflow_reasons(struct grpcprom_buf *b, const struct grpcprom_header *h)
+{
+    static const char name[] = "grpcprom_overflow_calls_total";
+    put_header(b, name, "Calls counted under grpc_service=\"_OTHER\" instead of a series of their "
+                        "own, by reason.", "counter");
+    for (int r = 0; r < GRPCPROM_OVERFLOW_REASONS; r++) {
+        buf_puts(b, name);
+        buf_puts(b, "{reason=\"");
+        buf_puts(b, grpcprom_overflow_reason_names[r]);
+        buf_puts(b, "\"} ");
+        buf_put_u64(b, atomic_load_explicit(&h->overflow_calls[r], memory_order_relaxed));
+        buf_put(b, "\n", 1);
+    }
+}
+
 int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
 {
     if (out->failed)
         return -ENOMEM;
     const size_t start = out->len;
-    const uint32_t capacity = h->method_capacity;
     struct grpcprom_buf arena = {0};
-    struct entry *ents = calloc(capacity ? capacity : 1, sizeof(*ents));
-    size_t n = ents ? collect(h, capacity, ents, &arena) : 0;
+    struct entry *ents = calloc(grpcprom_region_methods_used(h) + GRPCPROM_OVERFLOW_SLOTS, sizeof(*ents));
+    size_t n = ents ? collect(h, ents, &arena) : 0;
     if (!ents || arena.failed) {
         out->failed = 1;
         goto done;
@@ -494,9 +512,7 @@ int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
     put_plain_counter(out, "grpcprom_calls_untracked_total",
                       "Calls the shim could not follow (call table full or unknown library layout).",
                       &h->calls_untracked);
-    put_plain_counter(out, "grpcprom_methods_dropped_total",
-                      "Calls of methods not counted because the method table was full.",
-                      &h->methods_dropped);
+    put_overflow_reasons(out, h);
     put_plain_counter(out, "grpcprom_unknown_method_calls_total",
                       "Calls to methods the server does not serve (answered Unimplemented); "
                       "not labelled by path, since clients choose paths.",

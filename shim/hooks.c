@@ -49,9 +49,8 @@ struct registered_method {
     struct grpcprom_method *_Atomic method;
 };
 
-/* The call and queue gRPC bound last on this thread, to check a publish. */
+/* The call gRPC bound last on this thread, to check a publish. */
 static __thread grpc_call *bound_call;
-static __thread grpc_completion_queue *bound_cq;
 
 static void *find_symbol(const char *name)
 {
@@ -119,8 +118,8 @@ static void become_server(void)
         return;
     }
     region = store_create(options.buckets, options.bucket_count, options.max_methods);
-    if (region == NULL || tracker_init(region, 4096) != 0 ||
-        ptrmap_init(&registered, 4096, sizeof(struct registered_method)) != 0) {
+    if (region == NULL || tracker_init(region, options.max_calls) != 0 ||
+        ptrmap_init(&registered, options.max_methods, sizeof(struct registered_method)) != 0) {
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
         return;
     }
@@ -141,13 +140,38 @@ static bool counting(void)
     return atomic_load_explicit(&active, memory_order_acquire);
 }
 
-/* Declares a method's slot, pre-initialised as go-grpc-prometheus does. */
+/* Declares a method's slot, pre-initialised as go-grpc-prometheus does; a
+ * method with no room is counted in the overflow slot of its declared type. */
 static struct grpcprom_method *declare_method(const char *path, uint32_t bits)
 {
-    struct grpcprom_method *m = store_method(region, path, strlen(path), true);
-    if (m)
-        store_mark_type(m, GRPCPROM_REGISTERED | bits);
+    enum grpcprom_overflow_reason why;
+    struct grpcprom_method *m = store_claim(region, path, strlen(path), &why);
+    if (m == NULL) {
+        store_overflowed(region, why, 0);
+        return store_overflow_slot(region, bits);
+    }
+    store_mark_type(m, GRPCPROM_REGISTERED | bits);
     return m;
+}
+
+/* Where a registered method's calls go. A destroyed server's handles come
+ * back for the next server's methods, so a known handle is pointed anew. */
+static void map_handle(void *handle, struct grpcprom_method *m)
+{
+    uint64_t word;
+    struct registered_method *r =
+        (struct registered_method *)ptrmap_find(&registered, (uintptr_t)handle, &word);
+    if (r) {
+        atomic_store(&r->method, m);
+        return;
+    }
+    r = (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle);
+    if (r == NULL) {
+        store_overflowed(region, GRPCPROM_OVERFLOW_TABLE_FULL, 0);
+        return;
+    }
+    atomic_store(&r->method, m);
+    ptrmap_publish(&r->entry);
 }
 
 static void declare_cxx_method(const char *path, int streams, void *ctx)
@@ -165,19 +189,7 @@ EXPORT void *grpc_server_register_method(grpc_server *server, const char *method
     if (handle == NULL || method == NULL || !server_active())
         return handle;
     uint32_t bits = payload == GRPC_SRM_PAYLOAD_NONE ? GRPCPROM_CLIENT_STREAMS : 0;
-    struct grpcprom_method *m = declare_method(method, bits);
-    /* A destroyed server's handles come back for the next server's methods. */
-    struct registered_method *r =
-        (struct registered_method *)ptrmap_find(&registered, (uintptr_t)handle, 0);
-    if (r == NULL && m) {
-        r = (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle, 0);
-        if (r) {
-            atomic_store(&r->method, m);
-            ptrmap_publish(&r->entry);
-        }
-    } else if (r) {
-        atomic_store(&r->method, m);
-    }
+    map_handle(handle, declare_method(method, bits));
     return handle;
 }
 
@@ -216,33 +228,33 @@ void *cxx_builder_register_service_host(void *builder, const void *host, void *s
     return real_builder_register_service_host(builder, host, service);
 }
 
-/* What a batch means for the counts; false when nothing in it counts. */
+/* What a batch asks for that its completion will need; false when nothing. */
 static bool decode_batch(const grpc_op *ops, size_t nops, struct batch_ops *out)
 {
-    memset(out, 0, sizeof(*out));
-    bool relevant = false;
+    out->ops = 0;
     for (size_t i = 0; i < nops; i++) {
         switch (ops[i].op) {
         case GRPC_OP_SEND_MESSAGE:
-            out->send_message = relevant = true;
+            out->ops |= BATCH_SEND_MESSAGE;
             break;
         case GRPC_OP_SEND_STATUS_FROM_SERVER:
-            out->send_status = relevant = true;
+            out->ops |= BATCH_SEND_STATUS;
             out->status_code = (int)ops[i].data.send_status_from_server.status;
             break;
         case GRPC_OP_RECV_MESSAGE:
+            out->ops |= BATCH_RECV_MESSAGE;
             out->recv_message = (void **)ops[i].data.recv_message.recv_message;
-            relevant = true;
             break;
         case GRPC_OP_RECV_CLOSE_ON_SERVER:
+            out->ops |= BATCH_RECV_CLOSE;
             out->cancelled = ops[i].data.recv_close_on_server.cancelled;
-            relevant = true;
             break;
         default:
             break;
         }
     }
-    return relevant;
+    /* A message sent alone is counted from its completion: nothing to note. */
+    return (out->ops & ~BATCH_SEND_MESSAGE) != 0;
 }
 
 EXPORT grpc_call_error grpc_call_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
@@ -252,9 +264,10 @@ EXPORT grpc_call_error grpc_call_start_batch(grpc_call *call, const grpc_op *ops
     struct batch_ops decoded;
     if (!counting() || layout == NULL || !decode_batch(ops, nops, &decoded))
         return real_start_batch(call, ops, nops, tag, reserved);
-    struct batch_record *batch = tracker_batch_submit((uintptr_t)call, (uintptr_t)tag, &decoded);
+    unsigned noted = tracker_batch_submit((uintptr_t)call, &decoded);
     grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
-    tracker_batch_result((uintptr_t)call, batch, &decoded, err == GRPC_CALL_OK);
+    if (err != GRPC_CALL_OK && noted)
+        tracker_batch_refused((uintptr_t)call, noted);
     return err;
 }
 
@@ -282,7 +295,6 @@ void hook_set_completion_queue(grpc_call *call, grpc_completion_queue *cq)
 {
     resolve();
     bound_call = call;
-    bound_cq = cq;
     real_set_completion_queue(call, cq);
 }
 
@@ -298,22 +310,16 @@ static int64_t deadline_ns(gpr_timespec deadline)
     return tracker_now_ns() + left_s * 1000000000 + (deadline.tv_nsec - now.tv_nsec);
 }
 
-static void call_published(const struct published_call *p, grpc_completion_queue *cq)
+static void call_published(const struct published_call *p)
 {
-    struct call_start start = {.call = (uintptr_t)p->call, .cq = (uintptr_t)cq,
-                               .deadline_ns = TRACKER_NO_DEADLINE};
+    struct call_start start = {.call = (uintptr_t)p->call, .deadline_ns = TRACKER_NO_DEADLINE};
     if (p->registered_method) {
-        struct registered_method *r =
-            (struct registered_method *)ptrmap_find(&registered, (uintptr_t)p->registered_method, 0);
-        if (r == NULL) {
-            store_add(&region->calls_untracked, 1);
-            return;
-        }
-        start.method = atomic_load(&r->method);
-        if (start.method == NULL) {
-            store_add(&region->calls_untracked, 1);
-            return;
-        }
+        uint64_t word;
+        struct registered_method *r = (struct registered_method *)ptrmap_find(
+            &registered, (uintptr_t)p->registered_method, &word);
+        start.method = r ? atomic_load(&r->method) : NULL;
+        if (start.method == NULL) /* the handle found no room in the map */
+            start.method = store_overflow_slot(region, 0);
         start.registered = true;
         start.first_message_read = p->payload && *p->payload;
     } else {
@@ -331,7 +337,7 @@ static void request_done(const struct libgrpc_layout *known, void *rc, void *tag
 {
     struct published_call p;
     if (layout_read_request(known, rc, tag, storage, &p) == 0 && p.call == bound_call) {
-        call_published(&p, bound_cq);
+        call_published(&p);
         return;
     }
     layout = NULL;
@@ -351,10 +357,14 @@ void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
     const struct libgrpc_layout *known = counting() ? layout : NULL;
     if (known) {
         bool ok = layout_status_ok(status);
-        if ((void *)done != known->done_request_event)
-            tracker_completion((uintptr_t)cq, (uintptr_t)tag, ok);
-        else if (ok) /* a request failed at shutdown carries an error and no call */
-            request_done(known, done_arg, tag, storage);
+        grpc_call *call;
+        unsigned ops;
+        if ((void *)done == known->done_request_event) {
+            if (ok) /* a request failed at shutdown carries an error and no call */
+                request_done(known, done_arg, tag, storage);
+        } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && ops) {
+            tracker_batch_done((uintptr_t)call, ops, ok);
+        }
     }
     real_cq_end_op(cq, tag, status, done, done_arg, storage, internal);
 }

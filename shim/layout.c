@@ -3,12 +3,18 @@
 
 #include <string.h>
 
+#include "tracker.h"
+
 static struct libgrpc_layout layouts[] = {
     {
         .core_version = "29.0.0",
         .done_request_symbol = "_ZN9grpc_core6Server16DoneRequestEventEPvP18grpc_cq_completion",
         .off_type = 8, .off_tag = 16, .off_call = 32, .off_storage = 40,
         .off_data = 88, .off_deadline = 96, .off_payload = 104,
+        /* libgrpc29 is built without NDEBUG: a grpc_closure is 72 bytes. */
+        .off_batch_call = 0, .off_batch_flags = 24, .off_batch_completion = 112,
+        .flag_send_message = 1u << 2, .flag_send_status = 1u << 1,
+        .flag_recv_message = 1u << 4, .flag_recv_close = 1u << 5,
     },
 };
 
@@ -50,4 +56,18 @@ int layout_read_request(const struct libgrpc_layout *layout, const void *rc, con
         return -1;
     out->deadline = &out->details->deadline;
     return 0;
+}
+
+bool layout_read_batch(const struct libgrpc_layout *layout, const void *done_arg,
+                       const void *storage, grpc_call **call, unsigned *ops)
+{
+    if ((const char *)storage != (const char *)done_arg + layout->off_batch_completion)
+        return false;
+    *call = FIELD(grpc_call *, done_arg, layout->off_batch_call);
+    uint8_t flags = FIELD(uint8_t, done_arg, layout->off_batch_flags);
+    *ops = ((flags & layout->flag_send_message) ? BATCH_SEND_MESSAGE : 0) |
+           ((flags & layout->flag_send_status) ? BATCH_SEND_STATUS : 0) |
+           ((flags & layout->flag_recv_message) ? BATCH_RECV_MESSAGE : 0) |
+           ((flags & layout->flag_recv_close) ? BATCH_RECV_CLOSE : 0);
+    return *call != NULL;
 }

@@ -21,7 +21,12 @@ struct libgrpc_layout {
     const char *core_version;          /* grpc_version_string() */
     const char *done_request_symbol;   /* the `done` of a published call */
     void *done_request_event;          /* resolved at run time */
+    /* RequestedCall, the `done_arg` of a published call */
     size_t off_type, off_tag, off_call, off_storage, off_data, off_deadline, off_payload;
+    /* FilterStackCall::BatchControl, the `done_arg` of a batch's completion:
+     * its call, the byte of its transport op's flags, its completion */
+    size_t off_batch_call, off_batch_flags, off_batch_completion;
+    uint8_t flag_send_message, flag_send_status, flag_recv_message, flag_recv_close;
 };
 
 /* What a RequestedCall says about the call it publishes. */
@@ -41,6 +46,11 @@ const struct libgrpc_layout *layout_find(const char *version, void *(*find_symbo
  * when the memory does not match the layout (then stop trusting it). */
 int layout_read_request(const struct libgrpc_layout *layout, const void *rc, const void *tag,
                         const void *storage, struct published_call *out);
+
+/* The call whose batch completes, and the batch_op_bits of what the batch
+ * did, when `done_arg` and `storage` are a batch's: false otherwise. */
+bool layout_read_batch(const struct libgrpc_layout *layout, const void *done_arg,
+                       const void *storage, grpc_call **call, unsigned *ops);
 
 /* An absl::Status is passed by reference; OK is the inlined code 0. */
 static inline bool layout_status_ok(const void *status)

@@ -95,15 +95,26 @@ static const char *parse_log(const char *text, struct options *o)
     return "expected error, warn, info or debug";
 }
 
-static const char *parse_max_methods(const char *text, struct options *o)
+/* A whole number from 1 to max, digits only. */
+static bool parse_count(const char *text, long max, unsigned *out)
 {
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || errno || v < 1 || v > 100000)
-        return "expected a number from 1 to 100000";
-    o->max_methods = (unsigned)v;
-    return NULL;
+    if (*text < '0' || *text > '9' || *end != '\0' || errno || v < 1 || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static const char *parse_max_methods(const char *text, struct options *o)
+{
+    return parse_count(text, 100000, &o->max_methods) ? NULL : "expected a number from 1 to 100000";
+}
+
+static const char *parse_max_calls(const char *text, struct options *o)
+{
+    return parse_count(text, 1000000, &o->max_calls) ? NULL : "expected a number from 1 to 1000000";
 }
 
 static const struct {
@@ -116,6 +127,7 @@ static const struct {
     {"GRPCPROM_LISTEN", "0.0.0.0:9091", parse_listen},
     {"GRPCPROM_BUCKETS", ".005,.01,.025,.05,.1,.25,.5,1,2.5,5,10", parse_buckets},
     {"GRPCPROM_MAX_METHODS", "1000", parse_max_methods},
+    {"GRPCPROM_MAX_CALLS", "16384", parse_max_calls},
 };
 
 void options_load(struct options *o, const char *(*lookup)(const char *name))

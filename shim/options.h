@@ -14,6 +14,7 @@ struct options {
     unsigned bucket_count;
     enum log_level log_level;                  /* GRPCPROM_LOG */
     unsigned max_methods;                      /* GRPCPROM_MAX_METHODS: region capacity */
+    unsigned max_calls;                        /* GRPCPROM_MAX_CALLS: calls followed at once */
 };
 
 /* Fills `o` from `lookup` (getenv, or a test's table). A bad value logs one

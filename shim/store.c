@@ -1,32 +1,47 @@
 /* store.c: claims method slots and adds to counters in the region, without
- * locks: a slot goes EMPTY -> INIT by CAS, gets its path, then READY. */
+ * locks. A path's index entry goes 0 -> BUSY by CAS while its slot is
+ * written, then holds the slot's number; slots are never given back. */
 #include "store.h"
 
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "log.h"
+
+static uint64_t random_seed(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        seed = (uint64_t)now.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    }
+    return seed;
+}
 
 struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count,
                                      unsigned method_capacity)
 {
-    if (bucket_count > GRPCPROM_MAX_BUCKETS || method_capacity == 0) {
+    if (bucket_count > GRPCPROM_MAX_BUCKETS || method_capacity == 0 ||
+        method_capacity > UINT32_MAX / 4) {
         errno = EINVAL;
         return NULL;
     }
-    size_t size = GRPCPROM_HEADER_SPAN + (size_t)method_capacity * sizeof(struct grpcprom_method);
+    struct grpcprom_header plan = {0};
+    size_t size = grpcprom_region_plan(&plan, method_capacity);
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
         return NULL;
     struct grpcprom_header *h = base;
+    memcpy(h, &plan, sizeof(plan));
     h->layout_version = GRPCPROM_LAYOUT_VERSION;
-    h->header_size = GRPCPROM_HEADER_SPAN;
-    h->region_size = size;
-    h->method_size = sizeof(struct grpcprom_method);
-    h->method_capacity = method_capacity;
     h->bucket_count = bucket_count;
+    h->hash_seed = random_seed();
     h->creator_pid = getpid();
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -40,53 +55,141 @@ struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count
     return h;
 }
 
-static uint64_t path_hash(const char *path, size_t len)
+/* FNV-1a from a per-region seed, then a final mix so the low bits that pick
+ * the index entry depend on every byte. */
+static uint64_t path_hash(const struct grpcprom_header *h, const char *path, size_t len)
 {
-    uint64_t hash = 1469598103934665603ull;
+    uint64_t x = 1469598103934665603ull ^ h->hash_seed;
     for (size_t i = 0; i < len; i++)
-        hash = (hash ^ (unsigned char)path[i]) * 1099511628211ull;
-    return hash;
+        x = (x ^ (unsigned char)path[i]) * 1099511628211ull;
+    x ^= x >> 31;
+    x *= 0x7fb5d329728ea185ull;
+    return x ^ (x >> 27);
 }
 
-static bool same_path(const struct grpcprom_method *m, const char *path, size_t len)
+/* Waits out a claimer that is writing the slot of this entry: microseconds. */
+static uint32_t settled_entry(_Atomic uint32_t *entry)
 {
-    return memcmp(m->path, path, len) == 0 && m->path[len] == '\0';
-}
-
-struct grpcprom_method *store_method(struct grpcprom_header *h, const char *path, size_t len,
-                                     bool create)
-{
-    if (len == 0 || len >= GRPCPROM_PATH_MAX)
-        return NULL;
-    struct grpcprom_method *slots = grpcprom_region_methods(h);
-    uint32_t capacity = h->method_capacity;
-    uint32_t start = (uint32_t)(path_hash(path, len) % capacity);
-    for (uint32_t probe = 0; probe < capacity; probe++) {
-        struct grpcprom_method *m = &slots[(start + probe) % capacity];
-        uint32_t state = atomic_load_explicit(&m->state, memory_order_acquire);
-        if (state == GRPCPROM_SLOT_EMPTY) {
-            if (!create)
-                return NULL;
-            uint32_t expected = GRPCPROM_SLOT_EMPTY;
-            if (atomic_compare_exchange_strong(&m->state, &expected, GRPCPROM_SLOT_INIT)) {
-                memcpy(m->path, path, len);
-                m->path[len] = '\0';
-                atomic_store_explicit(&m->state, GRPCPROM_SLOT_READY, memory_order_release);
-                return m;
-            }
-            state = expected;
-        }
-        /* Another thread is writing this slot's path: it takes microseconds. */
-        while (state == GRPCPROM_SLOT_INIT) {
-            sched_yield();
-            state = atomic_load_explicit(&m->state, memory_order_acquire);
-        }
-        if (same_path(m, path, len))
-            return m;
+    uint32_t v = atomic_load_explicit(entry, memory_order_acquire);
+    while (v == GRPCPROM_INDEX_BUSY) {
+        sched_yield();
+        v = atomic_load_explicit(entry, memory_order_acquire);
     }
-    if (create)
-        store_add(&h->methods_dropped, 1);
+    return v;
+}
+
+static bool slot_is(const struct grpcprom_method *m, uint64_t hash, const char *path, size_t len)
+{
+    return m->path_hash == hash && m->path_len == len && memcmp(m->path, path, len) == 0;
+}
+
+struct grpcprom_method *store_find(struct grpcprom_header *h, const char *path, size_t len)
+{
+    if (len == 0 || len > GRPCPROM_PATH_MAX)
+        return NULL;
+    uint64_t hash = path_hash(h, path, len);
+    _Atomic uint32_t *index = grpcprom_region_index(h);
+    struct grpcprom_method *slots = grpcprom_region_methods(h);
+    uint32_t mask = h->index_capacity - 1;
+    for (uint32_t probe = 0; probe <= mask; probe++) {
+        uint32_t v = settled_entry(&index[(hash + probe) & mask]);
+        if (v == 0)
+            return NULL;
+        if (slot_is(&slots[v - 1], hash, path, len))
+            return &slots[v - 1];
+    }
     return NULL;
+}
+
+/* Takes the next free slot for the path behind index entry `entry`, which
+ * the caller holds BUSY; NULL when every slot is taken. */
+static struct grpcprom_method *fill_slot(struct grpcprom_header *h, _Atomic uint32_t *entry,
+                                         uint64_t hash, const char *path, size_t len)
+{
+    uint32_t n = atomic_fetch_add_explicit(&h->methods_used, 1, memory_order_relaxed);
+    if (n >= h->method_capacity) {
+        atomic_store_explicit(entry, 0, memory_order_release);
+        return NULL;
+    }
+    struct grpcprom_method *m = &grpcprom_region_methods(h)[n];
+    m->path_hash = hash;
+    m->path_len = (uint32_t)len;
+    memcpy(m->path, path, len);
+    atomic_store_explicit(&m->state, GRPCPROM_SLOT_READY, memory_order_release);
+    atomic_store_explicit(entry, n + 1, memory_order_release);
+    return m;
+}
+
+struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path, size_t len,
+                                    enum grpcprom_overflow_reason *why)
+{
+    static const char overflow_path[] = GRPCPROM_OVERFLOW_PATH;
+    if (len > GRPCPROM_PATH_MAX) {
+        *why = GRPCPROM_OVERFLOW_PATH_TOO_LONG;
+        return NULL;
+    }
+    if (len == 0 || !grpcprom_label_text_ok(path, len) ||
+        (len == sizeof(overflow_path) - 1 && memcmp(path, overflow_path, len) == 0)) {
+        *why = GRPCPROM_OVERFLOW_INVALID_PATH;
+        return NULL;
+    }
+    *why = GRPCPROM_OVERFLOW_TABLE_FULL;
+    uint64_t hash = path_hash(h, path, len);
+    _Atomic uint32_t *index = grpcprom_region_index(h);
+    struct grpcprom_method *slots = grpcprom_region_methods(h);
+    uint32_t mask = h->index_capacity - 1;
+    /* The index is at most half full, so an empty entry is always near. */
+    for (uint32_t probe = 0; probe <= mask; probe++) {
+        _Atomic uint32_t *entry = &index[(hash + probe) & mask];
+        uint32_t v = settled_entry(entry);
+        while (v == 0) {
+            if (atomic_load_explicit(&h->methods_used, memory_order_relaxed) >= h->method_capacity)
+                return NULL;
+            if (atomic_compare_exchange_strong(entry, &v, GRPCPROM_INDEX_BUSY))
+                return fill_slot(h, entry, hash, path, len);
+            v = settled_entry(entry);
+        }
+        if (slot_is(&slots[v - 1], hash, path, len))
+            return &slots[v - 1];
+    }
+    return NULL;
+}
+
+struct grpcprom_method *store_overflow_slot(struct grpcprom_header *h, uint32_t type_bits)
+{
+    struct grpcprom_method *m = grpcprom_region_overflow(h, type_bits);
+    uint32_t state = GRPCPROM_SLOT_EMPTY;
+    if (atomic_compare_exchange_strong(&m->state, &state, GRPCPROM_SLOT_INIT)) {
+        m->path_len = sizeof(GRPCPROM_OVERFLOW_PATH) - 1;
+        memcpy(m->path, GRPCPROM_OVERFLOW_PATH, m->path_len);
+        atomic_store_explicit(&m->type_bits,
+                              GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT |
+                                  (type_bits & (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS)),
+                              memory_order_relaxed);
+        atomic_store_explicit(&m->state, GRPCPROM_SLOT_READY, memory_order_release);
+        return m;
+    }
+    while (state != GRPCPROM_SLOT_READY) {
+        sched_yield();
+        state = atomic_load_explicit(&m->state, memory_order_acquire);
+    }
+    return m;
+}
+
+void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason why, uint64_t calls)
+{
+    static atomic_bool warned[GRPCPROM_OVERFLOW_REASONS];
+    static const char *const what[GRPCPROM_OVERFLOW_REASONS] = {
+        "a call's path is not valid UTF-8 (or holds a NUL byte)",
+        "a call's path is longer than 1024 bytes",
+        "the method table is full (raise GRPCPROM_MAX_METHODS)",
+        NULL, /* a cancelled call to an unseen path is ordinary */
+    };
+    store_add(&h->overflow_calls[why], calls);
+    if (what[why] && !atomic_exchange_explicit(&warned[why], true, memory_order_relaxed))
+        log_msg(LOG_WARN, "%s: such calls are counted under grpc_service=\"_OTHER\" and in "
+                          "grpcprom_overflow_calls_total{reason=\"%s\"}",
+                what[why], grpcprom_overflow_reason_names[why]);
 }
 
 void store_mark_type(struct grpcprom_method *m, uint32_t bits)

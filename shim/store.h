@@ -12,10 +12,20 @@
 struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count,
                                      unsigned method_capacity);
 
-/* The slot for `path` (len bytes, "/svc/method"). With `create`, claims a
- * free slot when the path has none; NULL when absent or the table is full. */
-struct grpcprom_method *store_method(struct grpcprom_header *h, const char *path, size_t len,
-                                     bool create);
+/* The slot of `path` (len bytes, "/svc/method"), or NULL when it has none. */
+struct grpcprom_method *store_find(struct grpcprom_header *h, const char *path, size_t len);
+
+/* The slot of `path`, claimed when it has none. NULL when the path cannot
+ * have a slot of its own; *why then says which overflow reason applies. */
+struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path, size_t len,
+                                    enum grpcprom_overflow_reason *why);
+
+/* The overflow slot for calls that streamed as `type_bits` says. */
+struct grpcprom_method *store_overflow_slot(struct grpcprom_header *h, uint32_t type_bits);
+
+/* Counts calls sent to an overflow slot (none when a method is declared
+ * with no room), and says once per reason why. */
+void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason why, uint64_t calls);
 
 /* Marks how a method was seen to stream, unless its type is declared. */
 void store_mark_type(struct grpcprom_method *m, uint32_t bits);

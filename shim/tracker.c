@@ -1,54 +1,51 @@
-/* tracker.c: per-call records in a lock-free map keyed by grpc_call*, and
- * per-batch records keyed by (tag, cq) for the completions that carry a
- * count: a received message, a close that says cancelled, a sent status.
+/* tracker.c: per-call records in a lock-free map keyed by grpc_call*. A
+ * record holds what the call's pending batches need at their completion (a
+ * call runs at most one batch of each kind at a time), and counts one
+ * holder per reference the application has, plus one per completion that
+ * is using it; the last holder settles the call and frees the record.
  *
  * A call's counts go to its method's slot as they happen. A call to a path
  * that has no slot yet keeps its counts in its record until its status: if
  * that is Unimplemented the path is nobody's method and gets no series (a
- * client chooses paths); otherwise the slot is created then. */
+ * client chooses paths); if the server answered otherwise the slot is
+ * created then; a path that cannot have one goes to an overflow slot. */
 #include "tracker.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "log.h"
 #include "ptrmap.h"
 #include "store.h"
 
-enum { STATUS_NONE = 0, STATUS_SUBMITTED = 1, STATUS_DONE = 2 };
+enum { STATUS_NONE = 0, STATUS_CLAIMING = 1, STATUS_SUBMITTED = 2, STATUS_DONE = 3 };
 enum { CODE_OK = 0, CODE_CANCELLED = 1, CODE_DEADLINE_EXCEEDED = 4, CODE_UNIMPLEMENTED = 12 };
 
 struct call_record {
-    struct ptrmap_entry entry;          /* key: grpc_call* */
-    uintptr_t cq;
+    struct ptrmap_entry entry;          /* key: grpc_call*; holders: refs and completions */
     struct grpcprom_method *method;     /* NULL while the path has no slot */
     int64_t start_ns;
     int64_t deadline_ns;
-    _Atomic uint32_t refs;
-    _Atomic uint32_t status_state;
-    int status_code;                    /* valid from STATUS_SUBMITTED */
-    int64_t status_ns;
-    _Atomic uint32_t received;
-    _Atomic uint32_t sent;
-    _Atomic uint32_t held_sent;         /* sent with the status: counts only if OK */
-    _Atomic uint32_t stream_bits;       /* how this call streamed */
+    size_t path_len;                    /* the path's bytes are in `paths`, if not too long */
     bool registered;
-    uint16_t path_len;
-    char path[GRPCPROM_PATH_MAX];       /* kept while method is NULL */
-};
-
-struct batch_record {
-    struct ptrmap_entry entry;          /* key: tag, key2: cq */
-    struct call_record *call;
-    uintptr_t call_key;
-    void **recv_message;
-    int *cancelled;
-    bool send_status;
+    _Atomic uint32_t status_state;
+    _Atomic int32_t status_code;        /* valid in STATUS_SUBMITTED */
+    _Atomic int64_t status_ns;
+    _Atomic bool status_message;        /* a message went in the status's batch */
+    void **_Atomic pending_recv;        /* the RECV_MESSAGE in flight: where it lands */
+    int *_Atomic pending_close;         /* the RECV_CLOSE_ON_SERVER in flight */
+    _Atomic uint32_t received;
+    _Atomic uint32_t sent;              /* counted here only while method is NULL */
+    _Atomic uint32_t stream_bits;       /* how this call streamed */
 };
 
 static struct grpcprom_header *region;
 static struct ptrmap calls;
-static struct ptrmap batches;
+/* The path of a call without a slot, beside its record: touched only for
+ * calls to unregistered methods. */
+static char (*paths)[GRPCPROM_PATH_MAX];
 
 int64_t tracker_now_ns(void)
 {
@@ -57,71 +54,72 @@ int64_t tracker_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static size_t power_of_two_at_least(size_t n)
-{
-    size_t p = 1;
-    while (p < n)
-        p <<= 1;
-    return p;
-}
-
 int tracker_init(struct grpcprom_header *shared_region, size_t max_calls)
 {
-    size_t capacity = power_of_two_at_least(max_calls * 2);
-    int rc = ptrmap_init(&calls, capacity, sizeof(struct call_record));
-    if (rc == 0)
-        rc = ptrmap_init(&batches, capacity * 2, sizeof(struct batch_record));
-    if (rc == 0)
-        region = shared_region;
-    return rc;
+    int rc = ptrmap_init(&calls, max_calls, sizeof(struct call_record));
+    if (rc != 0)
+        return rc;
+    void *mem = mmap(NULL, (calls.mask + 1) * GRPCPROM_PATH_MAX, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    paths = mem;
+    region = shared_region;
+    return 0;
 }
 
 void tracker_forget_calls(void)
 {
     ptrmap_clear(&calls);
-    ptrmap_clear(&batches);
 }
 
-static struct call_record *find_call(uintptr_t call)
+static struct call_record *find_call(uintptr_t call, uint64_t *word)
 {
-    return (struct call_record *)ptrmap_find(&calls, call, 0);
+    return (struct call_record *)ptrmap_find(&calls, call, word);
+}
+
+static void call_table_full(void)
+{
+    static atomic_bool warned;
+    store_add(&region->calls_untracked, 1);
+    if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
+        log_msg(LOG_WARN, "the call table is full (%zu calls in flight, GRPCPROM_MAX_CALLS): "
+                          "further calls are counted only in grpcprom_calls_untracked_total",
+                calls.limit);
 }
 
 void tracker_call_started(const struct call_start *start)
 {
-    struct call_record *rec = (struct call_record *)ptrmap_claim(&calls, start->call, 0);
+    struct call_record *rec = (struct call_record *)ptrmap_claim(&calls, start->call);
     if (rec == NULL) {
-        store_add(&region->calls_untracked, 1);
+        call_table_full();
         return;
     }
-    rec->cq = start->cq;
     rec->method = start->method;
     if (rec->method == NULL)
-        rec->method = store_method(region, start->path, start->path_len, false);
+        rec->method = store_find(region, start->path, start->path_len);
     rec->start_ns = tracker_now_ns();
     rec->deadline_ns = start->deadline_ns;
-    atomic_init(&rec->refs, 1);
-    atomic_init(&rec->status_state, STATUS_NONE);
-    atomic_init(&rec->received, start->first_message_read ? 1 : 0);
-    atomic_init(&rec->sent, 0);
-    atomic_init(&rec->held_sent, 0);
-    atomic_init(&rec->stream_bits, 0);
     rec->registered = start->registered;
-    rec->path_len = 0;
-    if (rec->method) {
-        store_add(&rec->method->started, 1);
+    rec->path_len = start->path_len;
+    atomic_store_explicit(&rec->status_state, STATUS_NONE, memory_order_relaxed);
+    atomic_store_explicit(&rec->status_message, false, memory_order_relaxed);
+    atomic_store_explicit(&rec->pending_recv, NULL, memory_order_relaxed);
+    atomic_store_explicit(&rec->pending_close, NULL, memory_order_relaxed);
+    atomic_store_explicit(&rec->received, start->first_message_read ? 1 : 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->sent, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->stream_bits, 0, memory_order_relaxed);
+    struct grpcprom_method *m = rec->method;
+    if (m) {
+        if (atomic_load_explicit(&m->type_bits, memory_order_relaxed) & GRPCPROM_OVERFLOW)
+            store_overflowed(region, GRPCPROM_OVERFLOW_TABLE_FULL, 1);
+        store_add(&m->started, 1);
         if (start->first_message_read)
-            store_add(&rec->method->msg_received, 1);
-    } else if (start->path_len < GRPCPROM_PATH_MAX) {
-        memcpy(rec->path, start->path, start->path_len);
-        rec->path_len = (uint16_t)start->path_len;
+            store_add(&m->msg_received, 1);
+    } else if (start->path_len <= GRPCPROM_PATH_MAX) {
+        memcpy(paths[ptrmap_index(&calls, &rec->entry)], start->path, start->path_len);
     }
     ptrmap_publish(&rec->entry);
-}
-
-bool tracker_is_tracked(uintptr_t call)
-{
-    return find_call(call) != NULL;
 }
 
 /* Notes a way the call streamed: on its method at once, or kept until the
@@ -145,6 +143,7 @@ static void count_received(struct call_record *rec)
         note_streaming(rec, GRPCPROM_CLIENT_STREAMS);
 }
 
+/* A message sent on its own, before the status: the call streams. */
 static void count_sent(struct call_record *rec)
 {
     atomic_fetch_add_explicit(&rec->sent, 1, memory_order_relaxed);
@@ -167,11 +166,40 @@ static int cancel_code(const struct call_record *rec, int64_t now)
     return CODE_CANCELLED;
 }
 
-/* Counts the call's end once, whichever event settles it first. A path
- * with no slot gets one only from a status the server itself sent, and not
- * for Unimplemented: a client that cancels calls to invented paths must not
- * create series. */
-static void settle(struct call_record *rec, int code, int64_t end_ns, bool sent_by_server)
+/* The slot a call without one is counted in, found or made at its end; NULL
+ * for a call to a path nobody serves. A path gets a slot only from a status
+ * the server sent, and not from Unimplemented, so a client that cancels
+ * calls to invented paths creates no series. */
+static struct grpcprom_method *slot_at_end(struct call_record *rec, int code, bool delivered)
+{
+    const char *path = paths[ptrmap_index(&calls, &rec->entry)];
+    struct grpcprom_method *m = store_find(region, path, rec->path_len);
+    if (m)
+        return m;
+    if (delivered && code == CODE_UNIMPLEMENTED) {
+        store_add(&region->unknown_methods, 1);
+        return NULL;
+    }
+    enum grpcprom_overflow_reason why;
+    if (delivered)
+        m = store_claim(region, path, rec->path_len, &why);
+    else if (rec->path_len > GRPCPROM_PATH_MAX)
+        why = GRPCPROM_OVERFLOW_PATH_TOO_LONG;
+    else if (!grpcprom_label_text_ok(path, rec->path_len))
+        why = GRPCPROM_OVERFLOW_INVALID_PATH;
+    else
+        why = GRPCPROM_OVERFLOW_UNANSWERED;
+    if (m)
+        return m;
+    store_overflowed(region, why, 1);
+    return store_overflow_slot(region, atomic_load_explicit(&rec->stream_bits, memory_order_relaxed));
+}
+
+/* Counts the call's end once, whichever event settles it first. `delivered`
+ * says the status is the server's own; a message sent with it counts when
+ * the call streams or ends OK, as go-grpc-prometheus counts a unary reply
+ * only when the handler returned OK. */
+static void settle(struct call_record *rec, int code, int64_t end_ns, bool delivered)
 {
     uint32_t state = atomic_load_explicit(&rec->status_state, memory_order_acquire);
     do {
@@ -179,152 +207,143 @@ static void settle(struct call_record *rec, int code, int64_t end_ns, bool sent_
             return;
     } while (!atomic_compare_exchange_weak(&rec->status_state, &state, STATUS_DONE));
 
-    uint32_t held = atomic_load_explicit(&rec->held_sent, memory_order_relaxed);
-    uint64_t latency = end_ns > rec->start_ns ? (uint64_t)(end_ns - rec->start_ns) : 0;
     struct grpcprom_method *m = rec->method;
-    if (m == NULL)
-        m = store_method(region, rec->path, rec->path_len, false);
-    if (m == NULL && sent_by_server && code != CODE_UNIMPLEMENTED)
-        m = store_method(region, rec->path, rec->path_len, true);
+    uint32_t stream_bits = atomic_load_explicit(&rec->stream_bits, memory_order_relaxed);
     if (m == NULL) {
-        store_add(code == CODE_UNIMPLEMENTED ? &region->unknown_methods : &region->calls_untracked, 1);
-        return;
-    }
-    if (rec->method == NULL) {
-        uint32_t bits = atomic_load_explicit(&rec->stream_bits, memory_order_relaxed);
-        if (bits)
-            store_mark_type(m, bits);
+        m = slot_at_end(rec, code, delivered);
+        if (m == NULL)
+            return;
+        store_mark_type(m, stream_bits);
         store_add(&m->started, 1);
         store_add(&m->msg_received, atomic_load_explicit(&rec->received, memory_order_relaxed));
         store_add(&m->msg_sent, atomic_load_explicit(&rec->sent, memory_order_relaxed));
     }
-    if (held && code == CODE_OK)
-        store_add(&m->msg_sent, held);
+    uint32_t type_bits = atomic_load_explicit(&m->type_bits, memory_order_relaxed);
+    if (!(type_bits & GRPCPROM_TYPE_EXACT))
+        type_bits |= stream_bits;
+    if (delivered && atomic_load_explicit(&rec->status_message, memory_order_relaxed) &&
+        (code == CODE_OK || (type_bits & GRPCPROM_SERVER_STREAMS)))
+        store_add(&m->msg_sent, 1);
+    uint64_t latency = end_ns > rec->start_ns ? (uint64_t)(end_ns - rec->start_ns) : 0;
     store_handled(region, m, code, latency);
 }
 
-struct batch_record *tracker_batch_submit(uintptr_t call, uintptr_t tag, const struct batch_ops *ops)
+unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops)
 {
-    if (!ops->send_status && !ops->recv_message && !ops->cancelled)
-        return NULL;
-    struct call_record *rec = find_call(call);
+    uint64_t word;
+    struct call_record *rec = find_call(call, &word);
     if (rec == NULL)
-        return NULL;
-    /* The status is claimed first and kept in the call record, so the call
-     * settles with it even when the batch table has no room. */
-    uint32_t expected = STATUS_NONE;
-    bool claimed_status = ops->send_status &&
-        atomic_compare_exchange_strong(&rec->status_state, &expected, STATUS_SUBMITTED);
-    if (claimed_status) {
-        rec->status_code = ops->status_code;
-        rec->status_ns = tracker_now_ns();
-        if (ops->send_message)
-            atomic_fetch_add_explicit(&rec->held_sent, 1, memory_order_relaxed);
+        return 0;
+    unsigned noted = 0;
+    uint32_t none = STATUS_NONE;
+    if ((ops->ops & BATCH_SEND_STATUS) &&
+        atomic_compare_exchange_strong(&rec->status_state, &none, STATUS_CLAIMING)) {
+        atomic_store_explicit(&rec->status_code, ops->status_code, memory_order_relaxed);
+        atomic_store_explicit(&rec->status_ns, tracker_now_ns(), memory_order_relaxed);
+        atomic_store_explicit(&rec->status_message, (ops->ops & BATCH_SEND_MESSAGE) != 0,
+                              memory_order_relaxed);
+        /* A settle that came first (a cancel) wins: then the state is DONE. */
+        uint32_t claiming = STATUS_CLAIMING;
+        atomic_compare_exchange_strong_explicit(&rec->status_state, &claiming, STATUS_SUBMITTED,
+                                                memory_order_release, memory_order_relaxed);
+        noted |= BATCH_SEND_STATUS;
     }
-    struct batch_record *batch = (struct batch_record *)ptrmap_claim(&batches, tag, rec->cq);
-    if (batch == NULL) {
-        store_add(&region->calls_untracked, 1);
-        return NULL;
-    }
-    batch->call = rec;
-    batch->call_key = call;
-    batch->recv_message = ops->recv_message;
-    batch->cancelled = ops->cancelled;
-    batch->send_status = claimed_status;
-    ptrmap_publish(&batch->entry);
-    return batch;
+    void **no_recv = NULL;
+    if ((ops->ops & BATCH_RECV_MESSAGE) &&
+        atomic_compare_exchange_strong(&rec->pending_recv, &no_recv, ops->recv_message))
+        noted |= BATCH_RECV_MESSAGE;
+    int *no_close = NULL;
+    if ((ops->ops & BATCH_RECV_CLOSE) &&
+        atomic_compare_exchange_strong(&rec->pending_close, &no_close, ops->cancelled))
+        noted |= BATCH_RECV_CLOSE;
+    return noted;
 }
 
-void tracker_batch_result(uintptr_t call, struct batch_record *batch, const struct batch_ops *ops,
-                          bool accepted)
+void tracker_batch_refused(uintptr_t call, unsigned noted)
 {
-    if (!accepted) {
-        /* No completion will come for a refused batch: the record is ours. */
-        if (batch == NULL)
-            return;
-        if (batch->send_status) {
-            uint32_t expected = STATUS_SUBMITTED;
-            atomic_compare_exchange_strong(&batch->call->status_state, &expected, STATUS_NONE);
-            if (ops->send_message)
-                atomic_fetch_sub_explicit(&batch->call->held_sent, 1, memory_order_relaxed);
-        }
-        ptrmap_release(&batch->entry);
+    uint64_t word;
+    struct call_record *rec = noted ? find_call(call, &word) : NULL;
+    if (rec == NULL)
         return;
+    /* No completion comes for a refused batch: what it noted is ours. */
+    if (noted & BATCH_SEND_STATUS) {
+        uint32_t submitted = STATUS_SUBMITTED;
+        atomic_compare_exchange_strong(&rec->status_state, &submitted, STATUS_NONE);
     }
-    /* An accepted batch may have completed already: look the call up again. */
-    struct call_record *rec = ops->send_message && !ops->send_status ? find_call(call) : NULL;
-    if (rec)
-        count_sent(rec);
+    if (noted & BATCH_RECV_MESSAGE)
+        atomic_store(&rec->pending_recv, NULL);
+    if (noted & BATCH_RECV_CLOSE)
+        atomic_store(&rec->pending_close, NULL);
 }
 
-/* Drops a reference; the last one settles the call (Canceled, unless a
- * status was submitted and never completed) and forgets it. */
-static void unpin(struct call_record *rec)
+/* The last holder is gone: settles the call (with the status the server
+ * submitted, if any; else as cancelled) and frees its record. */
+static void finish(struct call_record *rec)
 {
-    if (atomic_fetch_sub_explicit(&rec->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    int64_t now = tracker_now_ns();
-    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED)
-        settle(rec, rec->status_code, rec->status_ns, true);
-    else
+    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
+        settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
+               atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
+    } else {
+        int64_t now = tracker_now_ns();
         settle(rec, cancel_code(rec, now), now, false);
-    ptrmap_release(&rec->entry);
+    }
+    ptrmap_release(&calls, &rec->entry);
 }
 
-/* Holds a call's record while a completion uses it: false when the call
- * is already gone. The holder that drops the last reference settles it. */
-static bool pin(struct call_record *rec, uintptr_t call)
+static void drop(struct call_record *rec)
 {
-    uint32_t refs = atomic_load_explicit(&rec->refs, memory_order_acquire);
-    do {
-        if (refs == 0)
-            return false;
-    } while (!atomic_compare_exchange_weak(&rec->refs, &refs, refs + 1));
-    if (find_call(call) == rec)
-        return true;
-    unpin(rec);
-    return false;
+    if (ptrmap_drop(&rec->entry))
+        finish(rec);
 }
 
-void tracker_completion(uintptr_t cq, uintptr_t tag, bool success)
+void tracker_batch_done(uintptr_t call, unsigned ops, bool success)
 {
-    struct batch_record *batch = (struct batch_record *)ptrmap_find(&batches, tag, cq);
-    if (batch == NULL)
+    uint64_t word;
+    struct call_record *rec = find_call(call, &word);
+    /* The application may let go of the call on another thread meanwhile:
+     * the hold keeps the record, and fails if it was freed already. */
+    if (rec == NULL || !ptrmap_hold(&rec->entry, word))
         return;
-    struct call_record *rec = batch->call;
-    uintptr_t call_key = batch->call_key;
-    void **recv_message = batch->recv_message;
-    int *cancelled = batch->cancelled;
-    bool send_status = batch->send_status;
-    ptrmap_release(&batch->entry);
-    if (!pin(rec, call_key))
-        return; /* the application let go of the call before this batch ended */
-
-    int64_t now = tracker_now_ns();
-    if (recv_message) {
-        if (success && *recv_message != NULL)
+    if (ops & BATCH_RECV_MESSAGE) {
+        void **landed = atomic_exchange(&rec->pending_recv, NULL);
+        if (landed && success && *landed != NULL)
             count_received(rec);
-        else if (success)
+        else if (landed && success)
             note_streaming(rec, GRPCPROM_CLIENT_STREAMS); /* end of stream seen */
     }
-    if (send_status)
-        settle(rec, success ? rec->status_code : cancel_code(rec, now),
-               success ? rec->status_ns : now, success);
-    if (cancelled && success && *cancelled)
-        settle(rec, cancel_code(rec, now), now, false);
-    unpin(rec);
+    if ((ops & BATCH_SEND_MESSAGE) && !(ops & BATCH_SEND_STATUS) && success)
+        count_sent(rec);
+    if ((ops & BATCH_SEND_STATUS) &&
+        atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
+        int64_t now = tracker_now_ns();
+        if (success)
+            settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
+                   atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
+        else
+            settle(rec, cancel_code(rec, now), now, false);
+    }
+    if (ops & BATCH_RECV_CLOSE) {
+        int *cancelled = atomic_exchange(&rec->pending_close, NULL);
+        if (cancelled && success && *cancelled) {
+            int64_t now = tracker_now_ns();
+            settle(rec, cancel_code(rec, now), now, false);
+        }
+    }
+    drop(rec);
 }
 
 void tracker_call_ref(uintptr_t call)
 {
-    struct call_record *rec = find_call(call);
+    uint64_t word;
+    struct call_record *rec = find_call(call, &word);
     if (rec)
-        atomic_fetch_add_explicit(&rec->refs, 1, memory_order_relaxed);
+        ptrmap_hold(&rec->entry, word);
 }
 
 void tracker_call_unref(uintptr_t call)
 {
-    struct call_record *rec = find_call(call);
+    uint64_t word;
+    struct call_record *rec = find_call(call, &word);
     if (rec)
-        unpin(rec);
+        drop(rec);
 }

@@ -15,7 +15,6 @@
 /* A call as gRPC publishes it to the application. */
 struct call_start {
     uintptr_t call;
-    uintptr_t cq;                     /* where its batches complete */
     struct grpcprom_method *method;   /* a registered method's slot, or NULL */
     const char *path;                 /* with method NULL: the :path, len bytes */
     size_t path_len;
@@ -24,34 +23,39 @@ struct call_start {
     int64_t deadline_ns;              /* CLOCK_MONOTONIC, or TRACKER_NO_DEADLINE */
 };
 
-/* What a batch does, as far as the metrics care. */
-struct batch_ops {
-    bool send_message;
-    bool send_status;
-    int status_code;
-    void **recv_message;   /* RECV_MESSAGE's grpc_byte_buffer**, or NULL */
-    int *cancelled;        /* RECV_CLOSE_ON_SERVER's int*, or NULL */
+/* The operations of a batch that the counts follow. gRPC runs at most one
+ * batch of each kind at a time on a call (it refuses a second one with
+ * GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), so a call and a kind name a batch. */
+enum batch_op_bits {
+    BATCH_SEND_MESSAGE = 1u << 0,
+    BATCH_SEND_STATUS = 1u << 1,
+    BATCH_RECV_MESSAGE = 1u << 2,
+    BATCH_RECV_CLOSE = 1u << 3,
 };
 
-struct batch_record;
+/* What a batch asks for. */
+struct batch_ops {
+    unsigned ops;          /* batch_op_bits */
+    int status_code;       /* with BATCH_SEND_STATUS */
+    void **recv_message;   /* with BATCH_RECV_MESSAGE: its grpc_byte_buffer** */
+    int *cancelled;        /* with BATCH_RECV_CLOSE: its int* */
+};
 
-/* Maps the tables (room for `max_calls` calls in flight); 0 or -errno. */
+/* Maps the tables, with room for `max_calls` calls in flight; 0 or -errno. */
 int tracker_init(struct grpcprom_header *region, size_t max_calls);
 /* In a forked child: forgets the parent's calls. */
 void tracker_forget_calls(void);
 
 void tracker_call_started(const struct call_start *start);
-bool tracker_is_tracked(uintptr_t call);
 
-/* Before the real grpc_call_start_batch: records what the batch means, since
- * it may complete on another thread before the real function returns.
- * Returns a handle for tracker_batch_result, or NULL when nothing to follow. */
-struct batch_record *tracker_batch_submit(uintptr_t call, uintptr_t tag, const struct batch_ops *ops);
-/* After it: `accepted` is false when gRPC refused the batch. */
-void tracker_batch_result(uintptr_t call, struct batch_record *batch, const struct batch_ops *ops,
-                          bool accepted);
-/* A completion about to be posted to `cq` for `tag`. */
-void tracker_completion(uintptr_t cq, uintptr_t tag, bool success);
+/* Before the real grpc_call_start_batch: notes what the batch's completion
+ * will need, since it may complete on another thread before the real
+ * function returns. Returns the operations it noted. */
+unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops);
+/* After it, when gRPC refused the batch: forgets what was noted. */
+void tracker_batch_refused(uintptr_t call, unsigned noted);
+/* A batch of `call` that did `ops` (batch_op_bits) is about to complete. */
+void tracker_batch_done(uintptr_t call, unsigned ops, bool success);
 
 void tracker_call_ref(uintptr_t call);
 /* Before the real unref: on the last reference, settles and forgets the call. */

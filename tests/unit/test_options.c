@@ -82,5 +82,15 @@ int main(void)
     CHECK_INT(o.max_methods, 1000);
     load_with(&o, "GRPCPROM_MAX_METHODS", "12abc");
     CHECK_INT(o.max_methods, 1000);
+    load_with(&o, "GRPCPROM_MAX_METHODS", "+20");
+    CHECK_INT(o.max_methods, 1000);
+
+    CHECK_INT(o.max_calls, 16384);
+    load_with(&o, "GRPCPROM_MAX_CALLS", "100000");
+    CHECK_INT(o.max_calls, 100000);
+    load_with(&o, "GRPCPROM_MAX_CALLS", "1000001");
+    CHECK_INT(o.max_calls, 16384);
+    load_with(&o, "GRPCPROM_MAX_CALLS", " 5");
+    CHECK_INT(o.max_calls, 16384);
     CHECK_DONE();
 }

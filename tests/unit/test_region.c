@@ -10,18 +10,37 @@ static const double def_buckets[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 
 
 static struct grpcprom_header *shared;
 
-/* Many threads claim the same paths at once: each path gets one slot. */
+static struct grpcprom_method *claim(struct grpcprom_header *h, const char *path)
+{
+    enum grpcprom_overflow_reason why;
+    return store_claim(h, path, strlen(path), &why);
+}
+
+static enum grpcprom_overflow_reason refusal(struct grpcprom_header *h, const char *path, size_t len)
+{
+    enum grpcprom_overflow_reason why = GRPCPROM_OVERFLOW_REASONS;
+    CHECK(store_claim(h, path, len, &why) == NULL);
+    return why;
+}
+
+/* Many threads claim the same paths at once, while the table fills up:
+ * each path gets one slot, no increment is lost, no slot is handed twice. */
 static void *claim_and_count(void *arg)
 {
     (void)arg;
+    uintptr_t wrong = 0;
     char path[64];
-    for (int round = 0; round < 1000; round++) {
-        int n = snprintf(path, sizeof(path), "/svc.S/M%d", round % 50);
-        struct grpcprom_method *m = store_method(shared, path, (size_t)n, true);
-        if (m)
-            store_add(&m->started, 1);
+    for (int round = 0; round < 4000; round++) {
+        int n = snprintf(path, sizeof(path), "/svc.S/M%d", round % 200);
+        enum grpcprom_overflow_reason why;
+        struct grpcprom_method *m = store_claim(shared, path, (size_t)n, &why);
+        if (m == NULL)
+            m = store_overflow_slot(shared, 0);
+        store_add(&m->started, 1);
+        if (store_find(shared, path, (size_t)n) != (m->type_bits & GRPCPROM_OVERFLOW ? NULL : m))
+            wrong++;
     }
-    return NULL;
+    return (void *)wrong;
 }
 
 int main(void)
@@ -30,17 +49,21 @@ int main(void)
     CHECK(h != NULL);
     CHECK_INT(grpcprom_region_check(h, h->region_size), 0);
     CHECK(grpcprom_region_check(h, h->region_size - 1) != 0);
+    CHECK_INT(h->index_capacity, 128);
     CHECK_INT(h->bucket_bounds_ns[0], 5000000);
     CHECK_INT(h->bucket_bounds_ns[10], 10000000000ll);
 
-    /* A slot is found again by its path, and only created when asked. */
-    CHECK(store_method(h, "/a.B/C", 6, false) == NULL);
-    struct grpcprom_method *m = store_method(h, "/a.B/C", 6, true);
+    /* A slot is found again by its path, and only created by a claim. */
+    CHECK(store_find(h, "/a.B/C", 6) == NULL);
+    struct grpcprom_method *m = claim(h, "/a.B/C");
     CHECK(m != NULL);
-    CHECK(store_method(h, "/a.B/C", 6, false) == m);
-    CHECK(store_method(h, "/a.B/Cd", 7, false) == NULL);
-    CHECK_STR(m->path, "/a.B/C");
+    CHECK(store_find(h, "/a.B/C", 6) == m);
+    CHECK(claim(h, "/a.B/C") == m);
+    CHECK(store_find(h, "/a.B/Cd", 7) == NULL);
+    CHECK_INT(m->path_len, 6);
+    CHECK(memcmp(m->path, "/a.B/C", 6) == 0);
     CHECK_INT(atomic_load(&m->state), GRPCPROM_SLOT_READY);
+    CHECK_INT(grpcprom_region_methods_used(h), 1);
 
     /* Latency goes to the first bucket whose bound it does not exceed. */
     store_handled(h, m, 0, 5000000);      /* exactly .005 s: le=0.005 */
@@ -59,50 +82,95 @@ int main(void)
     store_mark_type(m, GRPCPROM_TYPE_EXACT | GRPCPROM_SERVER_STREAMS);
     store_mark_type(m, GRPCPROM_CLIENT_STREAMS);
     CHECK_STR(grpcprom_type_label(m->type_bits), "server_stream");
-    struct grpcprom_method *dyn = store_method(h, "/a.B/D", 6, true);
+    struct grpcprom_method *dyn = claim(h, "/a.B/D");
     store_mark_type(dyn, GRPCPROM_CLIENT_STREAMS);
     store_mark_type(dyn, GRPCPROM_SERVER_STREAMS);
     CHECK_STR(grpcprom_type_label(dyn->type_bits), "bidi_stream");
     CHECK_STR(grpcprom_type_label(0), "unary");
     CHECK_STR(grpcprom_type_label(GRPCPROM_CLIENT_STREAMS), "client_stream");
 
-    /* A path too long for a slot is refused, not cut. */
-    char long_path[GRPCPROM_PATH_MAX + 1];
-    memset(long_path, 'x', sizeof(long_path));
-    CHECK(store_method(h, long_path, sizeof(long_path), true) == NULL);
+    /* Paths up to 1 KiB get a slot; longer ones, paths that are no UTF-8
+     * text and the overflow's own path are refused with their reason. */
+    char path[GRPCPROM_PATH_MAX + 1];
+    memset(path, 'x', sizeof(path));
+    path[0] = '/';
+    CHECK(store_claim(h, path, GRPCPROM_PATH_MAX, &(enum grpcprom_overflow_reason){0}) != NULL);
+    CHECK(store_find(h, path, GRPCPROM_PATH_MAX) != NULL);
+    CHECK_INT(refusal(h, path, sizeof(path)), GRPCPROM_OVERFLOW_PATH_TOO_LONG);
+    CHECK(store_find(h, path, sizeof(path)) == NULL);
+    CHECK_INT(refusal(h, "/gen.Svc/M\xff", 11), GRPCPROM_OVERFLOW_INVALID_PATH);
+    CHECK_INT(refusal(h, "/gen.Svc/M\xc0\xaf", 12), GRPCPROM_OVERFLOW_INVALID_PATH);   /* overlong '/' */
+    CHECK_INT(refusal(h, "/gen.Svc/M\xed\xa0\x80", 13), GRPCPROM_OVERFLOW_INVALID_PATH); /* surrogate */
+    CHECK_INT(refusal(h, "/gen.Svc/M\xe2\x82", 12), GRPCPROM_OVERFLOW_INVALID_PATH);   /* cut short */
+    CHECK_INT(refusal(h, "/a\0b/c", 6), GRPCPROM_OVERFLOW_INVALID_PATH);
+    CHECK_INT(refusal(h, "", 0), GRPCPROM_OVERFLOW_INVALID_PATH);
+    CHECK_INT(refusal(h, GRPCPROM_OVERFLOW_PATH, strlen(GRPCPROM_OVERFLOW_PATH)),
+              GRPCPROM_OVERFLOW_INVALID_PATH);
+    CHECK(claim(h, "/\xc3\xa9t\xc3\xa9.Svc/\xf0\x9f\x98\x80") != NULL); /* UTF-8 is fine */
+    CHECK(grpcprom_label_text_ok("\xf4\x8f\xbf\xbf", 4));  /* U+10FFFF */
+    CHECK(!grpcprom_label_text_ok("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
 
-    /* A full table refuses new methods and counts them as dropped. */
+    /* Overflow slots: one per type, labelled _OTHER, type fixed. */
+    struct grpcprom_method *o = store_overflow_slot(h, GRPCPROM_CLIENT_STREAMS);
+    CHECK(o == store_overflow_slot(h, GRPCPROM_CLIENT_STREAMS));
+    CHECK(o != store_overflow_slot(h, 0));
+    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS));
+    CHECK_INT(o->path_len, strlen(GRPCPROM_OVERFLOW_PATH));
+    store_mark_type(o, GRPCPROM_SERVER_STREAMS);
+    CHECK_STR(grpcprom_type_label(o->type_bits), "client_stream");
+    CHECK(o->type_bits & GRPCPROM_OVERFLOW);
+    store_overflowed(h, GRPCPROM_OVERFLOW_INVALID_PATH, 2);
+    store_overflowed(h, GRPCPROM_OVERFLOW_INVALID_PATH, 1);
+    CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_INVALID_PATH], 3);
+
+    /* A full table refuses new methods but still finds the ones it has,
+     * and a lookup of an absent path stops at an empty index entry. */
     struct grpcprom_header *small = store_create(def_buckets, 11, 2);
-    CHECK(store_method(small, "/s/1", 4, true) != NULL);
-    CHECK(store_method(small, "/s/2", 4, true) != NULL);
-    CHECK(store_method(small, "/s/3", 4, true) == NULL);
-    CHECK_INT(small->methods_dropped, 1);
+    struct grpcprom_method *s1 = claim(small, "/s/1");
+    CHECK(s1 != NULL && claim(small, "/s/2") != NULL);
+    CHECK_INT(refusal(small, "/s/3", 4), GRPCPROM_OVERFLOW_TABLE_FULL);
+    CHECK_INT(refusal(small, "/s/4", 4), GRPCPROM_OVERFLOW_TABLE_FULL);
+    CHECK(claim(small, "/s/1") == s1);
+    CHECK(store_find(small, "/s/3", 4) == NULL);
+    CHECK_INT(grpcprom_region_methods_used(small), 2);
 
     /* A reader rejects a header it cannot trust. */
     struct grpcprom_header bad = *small;
     bad.bucket_count = GRPCPROM_MAX_BUCKETS + 1;
-    CHECK(grpcprom_region_check(&bad, sizeof(bad)) != 0);
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
     bad = *small;
     bad.magic[0] = 'X';
-    CHECK(grpcprom_region_check(&bad, sizeof(bad)) != 0);
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
+    bad = *small;
+    bad.methods_offset += 64;
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
+    bad = *small;
+    bad.method_capacity = 1u << 31;
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
 
-    /* Concurrent writers: no lost increments, no duplicate slots. */
-    shared = store_create(def_buckets, 11, 128);
+    /* Concurrent writers on a table too small for every path: no lost
+     * increments, no duplicate slots, every refused path in overflow. */
+    shared = store_create(def_buckets, 11, 150);
     pthread_t threads[4];
     for (int i = 0; i < 4; i++)
         pthread_create(&threads[i], NULL, claim_and_count, NULL);
-    for (int i = 0; i < 4; i++)
-        pthread_join(threads[i], NULL);
-    int slots = 0;
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < shared->method_capacity; i++) {
-        struct grpcprom_method *s = &grpcprom_region_methods(shared)[i];
-        if (atomic_load(&s->state) == GRPCPROM_SLOT_READY) {
-            slots++;
-            total += s->started;
-        }
+    for (int i = 0; i < 4; i++) {
+        void *wrong;
+        pthread_join(threads[i], &wrong);
+        CHECK_INT((uintptr_t)wrong, 0);
     }
-    CHECK_INT(slots, 50);
-    CHECK_INT(total, 4000);
+    uint64_t total = atomic_load(&store_overflow_slot(shared, 0)->started);
+    for (uint32_t i = 0; i < grpcprom_region_methods_used(shared); i++) {
+        struct grpcprom_method *s = &grpcprom_region_methods(shared)[i];
+        CHECK_INT(atomic_load(&s->state), GRPCPROM_SLOT_READY);
+        CHECK_INT(s->started, 4 * 4000 / 200);
+        for (uint32_t j = 0; j < i; j++) {
+            struct grpcprom_method *t = &grpcprom_region_methods(shared)[j];
+            CHECK(t->path_len != s->path_len || memcmp(t->path, s->path, s->path_len) != 0);
+        }
+        total += s->started;
+    }
+    CHECK_INT(grpcprom_region_methods_used(shared), 150);
+    CHECK_INT(total, 4 * 4000);
     CHECK_DONE();
 }

@@ -15,15 +15,14 @@
 static struct grpcprom_header *make_region(uint32_t capacity, uint32_t bucket_count)
 {
     static const double def_buckets[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
-    size_t size = GRPCPROM_HEADER_SPAN + (size_t)capacity * sizeof(struct grpcprom_method);
-    struct grpcprom_header *h = calloc(1, size);
+    struct grpcprom_header plan = {0};
+    size_t size = grpcprom_region_plan(&plan, capacity);
+    struct grpcprom_header *h = aligned_alloc(64, size);
     if (!h)
         abort();
+    memset(h, 0, size);
+    memcpy(h, &plan, sizeof(plan));
     h->layout_version = GRPCPROM_LAYOUT_VERSION;
-    h->header_size = GRPCPROM_HEADER_SPAN;
-    h->region_size = size;
-    h->method_size = sizeof(struct grpcprom_method);
-    h->method_capacity = capacity;
     h->bucket_count = bucket_count;
     for (uint32_t i = 0; i < bucket_count && i < 11; i++) {
         h->bucket_bounds[i] = def_buckets[i];
@@ -34,13 +33,17 @@ static struct grpcprom_header *make_region(uint32_t capacity, uint32_t bucket_co
     return h;
 }
 
-/* Fills slot i; path is copied without its NUL when it fills the field. */
+/* Fills slot i (the slots up to it count as handed out); a path longer
+ * than the field is cut, as a corrupt region could have it. */
 static struct grpcprom_method *add_slot(struct grpcprom_header *h, uint32_t i, const char *path,
                                         uint32_t type_bits, uint32_t state)
 {
     struct grpcprom_method *m = &grpcprom_region_methods(h)[i];
     size_t n = strlen(path);
-    memcpy(m->path, path, n < GRPCPROM_PATH_MAX ? n : GRPCPROM_PATH_MAX);
+    m->path_len = (uint32_t)(n < GRPCPROM_PATH_MAX ? n : GRPCPROM_PATH_MAX);
+    memcpy(m->path, path, m->path_len);
+    if (i < h->method_capacity && atomic_load(&h->methods_used) <= i)
+        atomic_store(&h->methods_used, i + 1);
     atomic_store_explicit(&m->type_bits, type_bits, RELAXED);
     atomic_store_explicit(&m->state, state, memory_order_release);
     return m;
@@ -221,9 +224,12 @@ static const char full_page[] =
     "# HELP grpcprom_calls_untracked_total Calls the shim could not follow (call table full or unknown library layout).\n"
     "# TYPE grpcprom_calls_untracked_total counter\n"
     "grpcprom_calls_untracked_total 4\n"
-    "# HELP grpcprom_methods_dropped_total Calls of methods not counted because the method table was full.\n"
-    "# TYPE grpcprom_methods_dropped_total counter\n"
-    "grpcprom_methods_dropped_total 5\n"
+    "# HELP grpcprom_overflow_calls_total Calls counted under grpc_service=\"_OTHER\" instead of a series of their own, by reason.\n"
+    "# TYPE grpcprom_overflow_calls_total counter\n"
+    "grpcprom_overflow_calls_total{reason=\"invalid_path\"} 5\n"
+    "grpcprom_overflow_calls_total{reason=\"path_too_long\"} 0\n"
+    "grpcprom_overflow_calls_total{reason=\"method_table_full\"} 1\n"
+    "grpcprom_overflow_calls_total{reason=\"unanswered_path\"} 0\n"
     "# HELP grpcprom_unknown_method_calls_total Calls to methods the server does not serve (answered Unimplemented); not labelled by path, since clients choose paths.\n"
     "# TYPE grpcprom_unknown_method_calls_total counter\n"
     "grpcprom_unknown_method_calls_total 6\n";
@@ -249,7 +255,8 @@ static void test_full_page(void)
     set(&hidden->handled[0], 9);
     set(&grpcprom_region_methods(h)[3].started, 7); /* EMPTY slot */
     set(&h->calls_untracked, 4);
-    set(&h->methods_dropped, 5);
+    set(&h->overflow_calls[GRPCPROM_OVERFLOW_INVALID_PATH], 5);
+    set(&h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1);
     set(&h->unknown_methods, 6);
 
     char *page = render(h);
@@ -283,9 +290,12 @@ static void test_empty_region(void)
                   "# HELP grpcprom_calls_untracked_total Calls the shim could not follow (call table full or unknown library layout).\n"
                   "# TYPE grpcprom_calls_untracked_total counter\n"
                   "grpcprom_calls_untracked_total 0\n"
-                  "# HELP grpcprom_methods_dropped_total Calls of methods not counted because the method table was full.\n"
-                  "# TYPE grpcprom_methods_dropped_total counter\n"
-                  "grpcprom_methods_dropped_total 0\n"
+                  "# HELP grpcprom_overflow_calls_total Calls counted under grpc_service=\"_OTHER\" instead of a series of their own, by reason.\n"
+                  "# TYPE grpcprom_overflow_calls_total counter\n"
+                  "grpcprom_overflow_calls_total{reason=\"invalid_path\"} 0\n"
+                  "grpcprom_overflow_calls_total{reason=\"path_too_long\"} 0\n"
+                  "grpcprom_overflow_calls_total{reason=\"method_table_full\"} 0\n"
+                  "grpcprom_overflow_calls_total{reason=\"unanswered_path\"} 0\n"
                   "# HELP grpcprom_unknown_method_calls_total Calls to methods the server does not serve (answered Unimplemented); not labelled by path, since clients choose paths.\n"
                   "# TYPE grpcprom_unknown_method_calls_total counter\n"
                   "grpcprom_unknown_method_calls_total 0\n");
@@ -370,33 +380,65 @@ static void test_registered(void)
     free(h);
 }
 
-/* Label values escape backslash, quote and newline; paths may fill their
- * field without a NUL; the split is at the last '/'. */
+/* Label values escape backslash, quote and newline; a path may fill its
+ * field; the split is at the first '/' after the leading one, as
+ * go-grpc-prometheus' splitMethodName; paths with no such '/' are
+ * unknown/unknown, and merge into one series. A path that is no UTF-8 text
+ * (which the shim never writes) is left off the page. */
 static void test_labels(void)
 {
-    struct grpcprom_header *h = make_region(5, 11);
+    struct grpcprom_header *h = make_region(9, 11);
     add_slot(h, 0, "/we\"ird\\svc\n/Me\"th", 0, GRPCPROM_SLOT_READY);
     char full[GRPCPROM_PATH_MAX + 1];
     memset(full, 'b', GRPCPROM_PATH_MAX);
     full[GRPCPROM_PATH_MAX] = '\0';
     full[0] = '/';
     memset(full + 1, 'a', 100);
-    full[101] = '/'; /* method: 90 'b's, up to the end of the field */
+    full[101] = '/'; /* method: 922 'b's, up to the end of the field */
     add_slot(h, 1, full, 0, GRPCPROM_SLOT_READY);
-    add_slot(h, 2, "noslash", 0, GRPCPROM_SLOT_READY);
-    add_slot(h, 3, "/a.b/c/D", 0, GRPCPROM_SLOT_READY);
+    set(&add_slot(h, 2, "noslash", 0, GRPCPROM_SLOT_READY)->started, 1);
+    set(&add_slot(h, 3, "/other", 0, GRPCPROM_SLOT_READY)->started, 2);
+    add_slot(h, 4, "/a.b/c/D", 0, GRPCPROM_SLOT_READY);
+    add_slot(h, 5, "//x", 0, GRPCPROM_SLOT_READY);
+    add_slot(h, 6, "/gen.Svc/M\xff", 0, GRPCPROM_SLOT_READY);
+    add_slot(h, 7, "/\xc3\xa9.S/\xe2\x82\xac", 0, GRPCPROM_SLOT_READY);
 
     char *page = render(h);
     if (page) {
         CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"Me\\\"th\",grpc_service=\"we\\\"ird\\\\svc\\n\","
                          "grpc_type=\"unary\"} 0");
-        char line[512];
-        snprintf(line, sizeof(line), "grpc_server_started_total{grpc_method=\"%.90s\",grpc_service=\"%.100s\","
+        char line[1200];
+        snprintf(line, sizeof(line), "grpc_server_started_total{grpc_method=\"%.922s\",grpc_service=\"%.100s\","
                  "grpc_type=\"unary\"} 0", full + 102, full + 1);
         CHECK_LINE(page, line);
-        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"unary\"} 0");
-        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"D\",grpc_service=\"a.b/c\",grpc_type=\"unary\"} 0");
-        CHECK_INT(count_lines_starting(page, "grpc_server_started_total{"), 4);
+        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"unknown\",grpc_service=\"unknown\",grpc_type=\"unary\"} 3");
+        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"c/D\",grpc_service=\"a.b\",grpc_type=\"unary\"} 0");
+        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"x\",grpc_service=\"\",grpc_type=\"unary\"} 0");
+        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"\xe2\x82\xac\",grpc_service=\"\xc3\xa9.S\",grpc_type=\"unary\"} 0");
+        CHECK(strstr(page, "gen.Svc") == NULL);
+        CHECK(grpcprom_label_text_ok(page, strlen(page)));
+        CHECK_INT(count_lines_starting(page, "grpc_server_started_total{"), 6);
+    }
+    free(page);
+    free(h);
+}
+
+/* The overflow slots sit after the method slots and show once used. */
+static void test_overflow_slots(void)
+{
+    struct grpcprom_header *h = make_region(2, 11);
+    add_slot(h, 0, "/s.S/M", 0, GRPCPROM_SLOT_READY);
+    struct grpcprom_method *o = add_slot(h, h->method_capacity + 3, GRPCPROM_OVERFLOW_PATH,
+                                         GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT |
+                                             GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS,
+                                         GRPCPROM_SLOT_READY);
+    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS));
+    set(&o->started, 4);
+    char *page = render(h);
+    if (page) {
+        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"_OTHER\",grpc_service=\"_OTHER\",grpc_type=\"bidi_stream\"} 4");
+        CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"M\",grpc_service=\"s.S\",grpc_type=\"unary\"} 0");
+        CHECK_INT(count_lines_starting(page, "grpc_server_started_total{"), 2);
     }
     free(page);
     free(h);
@@ -573,6 +615,7 @@ int main(void)
     test_order();
     test_registered();
     test_labels();
+    test_overflow_slots();
     test_types();
     test_histogram();
     test_duplicates();
