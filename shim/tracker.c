@@ -1,8 +1,25 @@
 /* tracker.c: per-call records in a lock-free map keyed by grpc_call*. A
- * record holds what the call's pending batches need at their completion (a
- * call runs at most one batch of each kind at a time), and counts one
- * holder per reference the application has, plus one per completion that
- * is using it; the last holder settles the call and frees the record.
+ * record holds what the call's pending batches need at their completion,
+ * and counts one holder per reference the application has, plus one per
+ * completion that is using it; the last holder settles the call and frees
+ * the record.
+ *
+ * Why this is safe (gRPC 1.51, src/core/lib/surface/call.cc):
+ * - A completion is matched by its call and by what its batch did, both
+ *   read from the batch's BatchControl, never by tag: the C API lets
+ *   batches share a tag. FilterStackCall::StartBatch refuses a second
+ *   batch with an operation of a kind already in flight
+ *   (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), so a call and a kind name one
+ *   batch, and the record keeps one pending RECV_MESSAGE and one
+ *   RECV_CLOSE_ON_SERVER.
+ * - A batch holds an internal reference on its call until its completion's
+ *   `done` runs (BatchControl::PostCompletion), after our hook: the call's
+ *   address cannot serve a new call while a completion for it is pending.
+ *   Its record can be freed meanwhile (the application's last unref), and
+ *   claimed again for another call: the holder count carries a generation
+ *   (ptrmap.h), so the stale completion fails to hold it.
+ * - A status is claimed (NONE -> CLAIMING), its code and time written, then
+ *   published (SUBMITTED, release): whoever reads SUBMITTED reads both.
  *
  * A call's counts go to its method's slot as they happen. A call to a path
  * that has no slot yet keeps its counts in its record until its status: if
@@ -22,13 +39,14 @@
 
 enum { STATUS_NONE = 0, STATUS_CLAIMING = 1, STATUS_SUBMITTED = 2, STATUS_DONE = 3 };
 enum { CODE_OK = 0, CODE_CANCELLED = 1, CODE_DEADLINE_EXCEEDED = 4, CODE_UNIMPLEMENTED = 12 };
+enum { SHORT_PATH = 96 }; /* most paths: kept in the record itself */
 
 struct call_record {
     struct ptrmap_entry entry;          /* key: grpc_call*; holders: refs and completions */
     struct grpcprom_method *method;     /* NULL while the path has no slot */
     int64_t start_ns;
     int64_t deadline_ns;
-    size_t path_len;                    /* the path's bytes are in `paths`, if not too long */
+    size_t path_len;                    /* its bytes: see record_path() */
     bool registered;
     _Atomic uint32_t status_state;
     _Atomic int32_t status_code;        /* valid in STATUS_SUBMITTED */
@@ -39,13 +57,23 @@ struct call_record {
     _Atomic uint32_t received;
     _Atomic uint32_t sent;              /* counted here only while method is NULL */
     _Atomic uint32_t stream_bits;       /* how this call streamed */
+    char short_path[SHORT_PATH];         /* the path of a call without a slot, if short */
 };
 
 static struct grpcprom_header *region;
 static struct ptrmap calls;
-/* The path of a call without a slot, beside its record: touched only for
- * calls to unregistered methods. */
-static char (*paths)[GRPCPROM_PATH_MAX];
+/* Longer paths of calls without a slot, beside their records: pages of it
+ * are touched only by such calls. */
+static char (*long_paths)[GRPCPROM_PATH_MAX];
+
+/* Where a call without a slot keeps its path (too long ones are not kept:
+ * they can never have a slot). */
+static char *record_path(struct call_record *rec)
+{
+    if (rec->path_len <= SHORT_PATH)
+        return rec->short_path;
+    return long_paths[ptrmap_index(&calls, &rec->entry)];
+}
 
 int64_t tracker_now_ns(void)
 {
@@ -63,7 +91,7 @@ int tracker_init(struct grpcprom_header *shared_region, size_t max_calls)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED)
         return -errno;
-    paths = mem;
+    long_paths = mem;
     region = shared_region;
     return 0;
 }
@@ -117,7 +145,7 @@ void tracker_call_started(const struct call_start *start)
         if (start->first_message_read)
             store_add(&m->msg_received, 1);
     } else if (start->path_len <= GRPCPROM_PATH_MAX) {
-        memcpy(paths[ptrmap_index(&calls, &rec->entry)], start->path, start->path_len);
+        memcpy(record_path(rec), start->path, start->path_len);
     }
     ptrmap_publish(&rec->entry);
 }
@@ -172,7 +200,7 @@ static int cancel_code(const struct call_record *rec, int64_t now)
  * calls to invented paths creates no series. */
 static struct grpcprom_method *slot_at_end(struct call_record *rec, int code, bool delivered)
 {
-    const char *path = paths[ptrmap_index(&calls, &rec->entry)];
+    const char *path = record_path(rec);
     struct grpcprom_method *m = store_find(region, path, rec->path_len);
     if (m)
         return m;
