@@ -134,6 +134,21 @@ int main(void)
     CHECK(store_find(small, "/s/3", 4) == NULL);
     CHECK_INT(grpcprom_region_methods_used(small), 2);
 
+    /* However full the table, at least half the index stays empty, so a
+     * lookup of a path nobody has (any client can send one) stops within a
+     * few entries instead of comparing every method. */
+    struct grpcprom_header *big = store_create(def_buckets, 11, 5000);
+    for (int i = 0; i < 6000; i++) {
+        char p[32];
+        enum grpcprom_overflow_reason why;
+        store_claim(big, p, (size_t)snprintf(p, sizeof(p), "/big.S/M%d", i), &why);
+    }
+    CHECK_INT(grpcprom_region_methods_used(big), 5000);
+    uint32_t empty = 0;
+    for (uint32_t i = 0; i < big->index_capacity; i++)
+        empty += atomic_load(&grpcprom_region_index(big)[i]) == 0;
+    CHECK(empty >= big->index_capacity / 2);
+
     /* A reader rejects a header it cannot trust. */
     struct grpcprom_header bad = *small;
     bad.bucket_count = GRPCPROM_MAX_BUCKETS + 1;
