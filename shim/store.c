@@ -83,24 +83,6 @@ static bool slot_is(const struct grpcprom_method *m, uint64_t hash, const char *
     return m->path_hash == hash && m->path_len == len && memcmp(m->path, path, len) == 0;
 }
 
-struct grpcprom_method *store_find(struct grpcprom_header *h, const char *path, size_t len)
-{
-    if (len == 0 || len > GRPCPROM_PATH_MAX)
-        return NULL;
-    uint64_t hash = path_hash(h, path, len);
-    _Atomic uint32_t *index = grpcprom_region_index(h);
-    struct grpcprom_method *slots = grpcprom_region_methods(h);
-    uint32_t mask = h->index_capacity - 1;
-    for (uint32_t probe = 0; probe <= mask; probe++) {
-        uint32_t v = settled_entry(&index[(hash + probe) & mask]);
-        if (v == 0)
-            return NULL;
-        if (slot_is(&slots[v - 1], hash, path, len))
-            return &slots[v - 1];
-    }
-    return NULL;
-}
-
 /* Takes the next free slot for the path behind index entry `entry`, which
  * the caller holds BUSY; NULL when every slot is taken. */
 static struct grpcprom_method *fill_slot(struct grpcprom_header *h, _Atomic uint32_t *entry,
@@ -120,6 +102,40 @@ static struct grpcprom_method *fill_slot(struct grpcprom_header *h, _Atomic uint
     return m;
 }
 
+/* Walks the path's index entries to its slot, or to the first empty entry:
+ * there it stops, or with `create` claims a slot. The index is at most half
+ * full, so an empty entry is always near. */
+static struct grpcprom_method *lookup(struct grpcprom_header *h, const char *path, size_t len,
+                                      bool create)
+{
+    uint64_t hash = path_hash(h, path, len);
+    _Atomic uint32_t *index = grpcprom_region_index(h);
+    struct grpcprom_method *slots = grpcprom_region_methods(h);
+    uint32_t mask = h->index_capacity - 1;
+    for (uint32_t probe = 0; probe <= mask; probe++) {
+        _Atomic uint32_t *entry = &index[(hash + probe) & mask];
+        uint32_t v = settled_entry(entry);
+        while (v == 0) {
+            if (!create ||
+                atomic_load_explicit(&h->methods_used, memory_order_relaxed) >= h->method_capacity)
+                return NULL;
+            if (atomic_compare_exchange_strong(entry, &v, GRPCPROM_INDEX_BUSY))
+                return fill_slot(h, entry, hash, path, len);
+            v = settled_entry(entry);
+        }
+        if (slot_is(&slots[v - 1], hash, path, len))
+            return &slots[v - 1];
+    }
+    return NULL;
+}
+
+struct grpcprom_method *store_find(struct grpcprom_header *h, const char *path, size_t len)
+{
+    if (len == 0 || len > GRPCPROM_PATH_MAX)
+        return NULL;
+    return lookup(h, path, len, false);
+}
+
 struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path, size_t len,
                                     enum grpcprom_overflow_reason *why)
 {
@@ -134,25 +150,7 @@ struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path,
         return NULL;
     }
     *why = GRPCPROM_OVERFLOW_TABLE_FULL;
-    uint64_t hash = path_hash(h, path, len);
-    _Atomic uint32_t *index = grpcprom_region_index(h);
-    struct grpcprom_method *slots = grpcprom_region_methods(h);
-    uint32_t mask = h->index_capacity - 1;
-    /* The index is at most half full, so an empty entry is always near. */
-    for (uint32_t probe = 0; probe <= mask; probe++) {
-        _Atomic uint32_t *entry = &index[(hash + probe) & mask];
-        uint32_t v = settled_entry(entry);
-        while (v == 0) {
-            if (atomic_load_explicit(&h->methods_used, memory_order_relaxed) >= h->method_capacity)
-                return NULL;
-            if (atomic_compare_exchange_strong(entry, &v, GRPCPROM_INDEX_BUSY))
-                return fill_slot(h, entry, hash, path, len);
-            v = settled_entry(entry);
-        }
-        if (slot_is(&slots[v - 1], hash, path, len))
-            return &slots[v - 1];
-    }
-    return NULL;
+    return lookup(h, path, len, true);
 }
 
 struct grpcprom_method *store_overflow_slot(struct grpcprom_header *h, uint32_t type_bits)
