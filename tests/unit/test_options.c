@@ -1,5 +1,6 @@
 /* test_options.c: every GRPCPROM_* setting, good and bad values. */
 #include <math.h>
+#include <stddef.h>
 
 #include "check.h"
 #include "options.h"
@@ -76,21 +77,23 @@ int main(void)
     load_with(&o, "GRPCPROM_LOG", "loud");
     CHECK_INT(o.log_level, LOG_WARN);
 
-    load_with(&o, "GRPCPROM_MAX_METHODS", "20");
-    CHECK_INT(o.max_methods, 20);
-    load_with(&o, "GRPCPROM_MAX_METHODS", "0");
-    CHECK_INT(o.max_methods, 1000);
-    load_with(&o, "GRPCPROM_MAX_METHODS", "12abc");
-    CHECK_INT(o.max_methods, 1000);
-    load_with(&o, "GRPCPROM_MAX_METHODS", "+20");
-    CHECK_INT(o.max_methods, 1000);
-
-    CHECK_INT(o.max_calls, 16384);
-    load_with(&o, "GRPCPROM_MAX_CALLS", "100000");
-    CHECK_INT(o.max_calls, 100000);
-    load_with(&o, "GRPCPROM_MAX_CALLS", "1000001");
-    CHECK_INT(o.max_calls, 16384);
-    load_with(&o, "GRPCPROM_MAX_CALLS", " 5");
-    CHECK_INT(o.max_calls, 16384);
+    /* Counts: digits only, within their range; else the default. */
+    static const struct {
+        const char *name, *text;
+        size_t field;
+        unsigned want;
+    } counts[] = {
+        {"GRPCPROM_MAX_METHODS", "20", offsetof(struct options, max_methods), 20},
+        {"GRPCPROM_MAX_METHODS", "0", offsetof(struct options, max_methods), 1000},
+        {"GRPCPROM_MAX_METHODS", "12abc", offsetof(struct options, max_methods), 1000},
+        {"GRPCPROM_MAX_METHODS", "+20", offsetof(struct options, max_methods), 1000},
+        {"GRPCPROM_MAX_CALLS", "100000", offsetof(struct options, max_calls), 100000},
+        {"GRPCPROM_MAX_CALLS", "1000001", offsetof(struct options, max_calls), 16384},
+        {"GRPCPROM_MAX_CALLS", " 5", offsetof(struct options, max_calls), 16384},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        load_with(&o, counts[i].name, counts[i].text);
+        CHECK_INT(*(unsigned *)((char *)&o + counts[i].field), counts[i].want);
+    }
     CHECK_DONE();
 }
