@@ -10,12 +10,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	pb "grpcprom/test/echopb"
 
 	grpc_prometheus "github.com/grpc-ecosystem/go-grpc-prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -119,10 +122,37 @@ func (echoServer) Bidi(stream pb.Echo_BidiServer) error {
 	}
 }
 
+// parseBuckets reads increasing histogram bounds in seconds, "a,b,c" (GRPCPROM_BUCKETS' syntax).
+func parseBuckets(text string) ([]float64, error) {
+	var bounds []float64
+	for _, field := range strings.Split(text, ",") {
+		b, err := strconv.ParseFloat(strings.TrimSpace(field), 64)
+		if err != nil {
+			return nil, err
+		}
+		if len(bounds) > 0 && b <= bounds[len(bounds)-1] {
+			return nil, fmt.Errorf("bounds not increasing at %q", field)
+		}
+		bounds = append(bounds, b)
+	}
+	return bounds, nil
+}
+
 func main() {
 	port := flag.Int("port", 0, "gRPC port on 127.0.0.1 (0 = any free port)")
 	metricsPort := flag.Int("metrics-port", 0, "HTTP /metrics port on 127.0.0.1 (0 = any free port)")
+	buckets := flag.String("buckets", "", "histogram bounds in seconds, comma-separated (default: Prometheus' DefBuckets)")
 	flag.Parse()
+
+	var histogramOpts []grpc_prometheus.HistogramOption
+	if *buckets != "" {
+		bounds, err := parseBuckets(*buckets)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "--buckets:", err)
+			os.Exit(2)
+		}
+		histogramOpts = append(histogramOpts, grpc_prometheus.WithHistogramBuckets(bounds))
+	}
 
 	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
 	if err != nil {
@@ -135,7 +165,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	grpc_prometheus.EnableHandlingTimeHistogram()
+	grpc_prometheus.EnableHandlingTimeHistogram(histogramOpts...)
 	server := grpc.NewServer(
 		grpc.UnaryInterceptor(grpc_prometheus.UnaryServerInterceptor),
 		grpc.StreamInterceptor(grpc_prometheus.StreamServerInterceptor),
@@ -143,8 +173,15 @@ func main() {
 	pb.RegisterEchoServer(server, echoServer{})
 	grpc_prometheus.Register(server)
 
+	// /metrics is the page a Go service would serve: the default registry,
+	// with Go runtime, process and handler series that change on every
+	// scrape. /grpc-metrics has go-grpc-prometheus' series alone, so a test
+	// can wait for it to stop changing.
+	grpcOnly := prometheus.NewRegistry()
+	grpcOnly.MustRegister(grpc_prometheus.DefaultServerMetrics)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
+	mux.Handle("/grpc-metrics", promhttp.HandlerFor(grpcOnly, promhttp.HandlerOpts{}))
 	httpServer := &http.Server{Handler: mux}
 
 	go func() { _ = server.Serve(lis) }()
