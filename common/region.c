@@ -25,9 +25,9 @@ const char *grpcprom_type_label(uint32_t type_bits)
     }
 }
 
-static uint32_t power_of_two_at_least(uint64_t n)
+static uint64_t power_of_two_at_least(uint64_t n)
 {
-    uint32_t p = 1;
+    uint64_t p = 1;
     while (p < n)
         p <<= 1;
     return p;
@@ -43,7 +43,7 @@ size_t grpcprom_region_plan(struct grpcprom_header *h, uint32_t method_capacity)
     h->header_size = sizeof(struct grpcprom_header);
     h->method_size = sizeof(struct grpcprom_method);
     h->method_capacity = method_capacity;
-    h->index_capacity = power_of_two_at_least(2 * (uint64_t)method_capacity);
+    h->index_capacity = (uint32_t)power_of_two_at_least(2 * (uint64_t)method_capacity);
     h->index_offset = h->header_size;
     h->methods_offset = round_up_64(h->index_offset + (uint64_t)h->index_capacity * sizeof(uint32_t));
     h->region_size = h->methods_offset +
@@ -97,7 +97,7 @@ int grpcprom_region_check(const struct grpcprom_header *h, size_t size)
     if (size < sizeof(*h) || memcmp(h->magic, GRPCPROM_MAGIC, sizeof(h->magic)) != 0)
         return -EINVAL;
     if (h->layout_version != GRPCPROM_LAYOUT_VERSION || h->bucket_count > GRPCPROM_MAX_BUCKETS ||
-        h->method_capacity == 0 || h->method_capacity > UINT32_MAX / 2)
+        h->method_capacity == 0 || h->method_capacity > GRPCPROM_MAX_METHOD_CAPACITY)
         return -EINVAL;
     struct grpcprom_header plan;
     grpcprom_region_plan(&plan, h->method_capacity);
@@ -106,8 +106,9 @@ int grpcprom_region_check(const struct grpcprom_header *h, size_t size)
         h->methods_offset != plan.methods_offset || h->region_size != plan.region_size ||
         h->region_size > size)
         return -EINVAL;
-    for (uint32_t i = 1; i < h->bucket_count; i++)
-        if (!(h->bucket_bounds[i] > h->bucket_bounds[i - 1]))
+    for (uint32_t i = 0; i < h->bucket_count; i++)
+        if (!(h->bucket_bounds[i] > (i ? h->bucket_bounds[i - 1] : 0)) ||
+            !(h->bucket_bounds[i] <= GRPCPROM_MAX_BUCKET_BOUND))
             return -EINVAL;
     return 0;
 }

@@ -26,7 +26,8 @@
 #define GRPCPROM_CODES 17
 #define GRPCPROM_OVERFLOW_SLOTS 4  /* one per grpc_type */
 #define GRPCPROM_OVERFLOW_PATH "/_OTHER/_OTHER"
-#define GRPCPROM_INDEX_BUSY UINT32_MAX /* an index entry whose slot is being written */
+#define GRPCPROM_MAX_METHOD_CAPACITY (UINT32_MAX / 4)
+#define GRPCPROM_MAX_BUCKET_BOUND 1e9  /* seconds: about 31 years, still exact in nanoseconds */
 
 /* grpc_type is derived from what a method has been seen to do. */
 enum grpcprom_type_bits {
@@ -59,7 +60,7 @@ struct grpcprom_method {
     _Atomic uint64_t msg_received;
     _Atomic uint64_t msg_sent;
     _Atomic uint64_t handled[GRPCPROM_CODES];
-    _Atomic uint64_t latency_sum_ns;
+    _Atomic uint64_t latency_sum_us; /* microseconds: wraps after 584,000 years of calls */
     _Atomic uint64_t buckets[GRPCPROM_MAX_BUCKETS + 1]; /* per bucket; last is +Inf */
     char path[GRPCPROM_PATH_MAX];   /* "/pkg.Service/Method", path_len bytes, no NUL */
 } __attribute__((aligned(64)));

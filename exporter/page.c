@@ -3,11 +3,17 @@
  * 405. Civetweb's threads never receive the host's signals. */
 #include "page.h"
 
+#include <arpa/inet.h>
 #include <civetweb.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "render.h"
@@ -53,6 +59,41 @@ static int handle_request(struct mg_connection *conn)
     return 200;
 }
 
+/* The page's listening socket: a forked child must not keep it open, or it
+ * would hold the port with nobody serving once the parent is gone. */
+static int listen_fd = -1;
+
+/* Finds the socket civetweb listens on: a listening TCP socket of this
+ * process bound to `port`. -1 when there is none. */
+static int find_listen_fd(int port)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return -1;
+    int found = -1;
+    for (struct dirent *d; found < 0 && (d = readdir(dir)) != NULL;) {
+        int fd = atoi(d->d_name);
+        int listening = 0;
+        socklen_t len = sizeof(listening);
+        struct sockaddr_in addr;
+        socklen_t addr_len = sizeof(addr);
+        if (d->d_name[0] >= '0' && d->d_name[0] <= '9' &&
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening &&
+            getsockname(fd, (struct sockaddr *)&addr, &addr_len) == 0 && addr.sin_family == AF_INET &&
+            ntohs(addr.sin_port) == port)
+            found = fd;
+    }
+    closedir(dir);
+    return found;
+}
+
+static void close_page_in_child(void)
+{
+    if (listen_fd >= 0)
+        close(listen_fd);
+    listen_fd = -1;
+}
+
 static int log_civetweb(const struct mg_connection *conn, const char *message)
 {
     (void)conn;
@@ -90,6 +131,8 @@ int page_start(const char *listen, const struct grpcprom_header *region)
                            "the server runs on without it", listen);
         return -1;
     }
+    listen_fd = find_listen_fd(atoi(strrchr(listen, ':') + 1));
+    pthread_atfork(NULL, NULL, close_page_in_child);
     log_msg(LOG_INFO, "metrics page on http://%s/metrics", listen);
     return 0;
 }

@@ -380,12 +380,12 @@ static void put_histogram(const struct page *pg, const struct grpcprom_header *h
     for (size_t i = 0, end; i < pg->n; i = end) {
         end = series_end(pg, i);
         const struct entry *e = &pg->ents[i];
-        uint64_t b[GRPCPROM_MAX_BUCKETS + 1] = {0}, sum_ns = 0, cum = 0;
+        uint64_t b[GRPCPROM_MAX_BUCKETS + 1] = {0}, sum_us = 0, cum = 0;
         for (size_t k = i; k < end; k++) {
             const struct grpcprom_method *m = &pg->methods[pg->ents[k].slot];
             for (uint32_t j = 0; j <= nb; j++)
                 b[j] += atomic_load_explicit(&m->buckets[j], memory_order_relaxed);
-            sum_ns += atomic_load_explicit(&m->latency_sum_ns, memory_order_relaxed);
+            sum_us += atomic_load_explicit(&m->latency_sum_us, memory_order_relaxed);
         }
         for (uint32_t j = 0; j < nb; j++) {
             cum += b[j];
@@ -394,7 +394,7 @@ static void put_histogram(const struct page *pg, const struct grpcprom_header *h
         cum += b[nb];
         put_sample(pg->out, "grpc_server_handling_seconds_bucket", e, NULL, ",le=\"+Inf\"", NULL, cum);
         char sum[32];
-        grpcprom_format_double(sum, (double)sum_ns / 1e9);
+        grpcprom_format_double(sum, (double)sum_us / 1e6);
         put_sample(pg->out, "grpc_server_handling_seconds_sum", e, NULL, NULL, sum, 0);
         put_sample(pg->out, "grpc_server_handling_seconds_count", e, NULL, NULL, NULL, cum);
     }
@@ -414,16 +414,18 @@ static void put_plain_counter(struct grpcprom_buf *b, const char *name, const ch
  * so the families below only copy bytes. A path that is no label text (the
  * shim never writes one) is left out: one bad value would fail the scrape.
  * Returns the number of entries. */
-static size_t collect(const struct grpcprom_header *h, struct entry *ents, struct grpcprom_buf *arena)
+static size_t collect(const struct grpcprom_header *h, uint32_t used, struct entry *ents,
+                      struct grpcprom_buf *arena)
 {
     const struct grpcprom_method *methods = grpcprom_region_methods(h);
-    uint32_t used = grpcprom_region_methods_used(h);
     size_t n = 0;
     for (uint32_t i = 0; i < used + GRPCPROM_OVERFLOW_SLOTS; i++) {
         uint32_t slot = i < used ? i : h->method_capacity + (i - used);
         const struct grpcprom_method *m = &methods[slot];
         if (atomic_load_explicit(&m->state, memory_order_acquire) != GRPCPROM_SLOT_READY)
             continue;
+        if (slot >= h->method_capacity && atomic_load_explicit(&m->started, memory_order_relaxed) == 0)
+            continue; /* an overflow slot no call has reached */
         char path[GRPCPROM_PATH_MAX];
         size_t len = m->path_len < sizeof(path) ? m->path_len : sizeof(path);
         memcpy(path, m->path, len);
@@ -475,8 +477,10 @@ int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
         return -ENOMEM;
     const size_t start = out->len;
     struct grpcprom_buf arena = {0};
-    struct entry *ents = calloc(grpcprom_region_methods_used(h) + GRPCPROM_OVERFLOW_SLOTS, sizeof(*ents));
-    size_t n = ents ? collect(h, ents, &arena) : 0;
+    /* Writers may hand out more slots meanwhile: read the count once. */
+    const uint32_t used = grpcprom_region_methods_used(h);
+    struct entry *ents = calloc((size_t)used + GRPCPROM_OVERFLOW_SLOTS, sizeof(*ents));
+    size_t n = ents ? collect(h, used, ents, &arena) : 0;
     if (!ents || arena.failed) {
         out->failed = 1;
         goto done;

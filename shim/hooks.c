@@ -27,6 +27,7 @@ static grpc_call_error (*real_start_batch)(grpc_call *, const grpc_op *, size_t,
 static void *(*real_register_method)(grpc_server *, const char *, const char *,
                                      grpc_server_register_method_payload_handling, uint32_t);
 static void (*real_server_start)(grpc_server *);
+static void (*real_server_destroy)(grpc_server *);
 static void (*real_call_ref)(grpc_call *);
 static void (*real_call_unref)(grpc_call *);
 static void *(*real_builder_register_service)(void *, void *);
@@ -45,8 +46,9 @@ static atomic_bool active;                  /* a server exists and counting is o
 static atomic_bool page_started;
 
 struct registered_method {
-    struct ptrmap_entry entry;
+    struct ptrmap_entry entry;          /* key: the handle */
     struct grpcprom_method *_Atomic method;
+    grpc_server *_Atomic server;        /* whose handle it is */
 };
 
 /* The call gRPC bound last on this thread, to check a publish. */
@@ -76,6 +78,7 @@ static void resolve_all(void)
     *(void **)&real_start_batch = find_symbol("grpc_call_start_batch");
     *(void **)&real_register_method = find_symbol("grpc_server_register_method");
     *(void **)&real_server_start = find_symbol("grpc_server_start");
+    *(void **)&real_server_destroy = find_symbol("grpc_server_destroy");
     *(void **)&real_call_ref = find_symbol("grpc_call_ref");
     *(void **)&real_call_unref = find_symbol("grpc_call_unref");
     *(void **)&real_gpr_now = find_symbol("gpr_now");
@@ -148,7 +151,7 @@ static struct grpcprom_method *declare_method(const char *path, uint32_t bits)
     struct grpcprom_method *m = store_claim(region, path, strlen(path), &why);
     if (m == NULL) {
         store_overflowed(region, why, 0);
-        return store_overflow_slot(region, bits);
+        return grpcprom_region_overflow(region, bits);
     }
     store_mark_type(m, GRPCPROM_REGISTERED | bits);
     return m;
@@ -156,22 +159,32 @@ static struct grpcprom_method *declare_method(const char *path, uint32_t bits)
 
 /* Where a registered method's calls go. A destroyed server's handles come
  * back for the next server's methods, so a known handle is pointed anew. */
-static void map_handle(void *handle, struct grpcprom_method *m)
+static void map_handle(grpc_server *server, void *handle, struct grpcprom_method *m)
 {
     uint64_t word;
     struct registered_method *r =
         (struct registered_method *)ptrmap_find(&registered, (uintptr_t)handle, &word);
-    if (r) {
-        atomic_store(&r->method, m);
-        return;
-    }
-    r = (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle);
     if (r == NULL) {
-        store_overflowed(region, GRPCPROM_OVERFLOW_TABLE_FULL, 0);
-        return;
+        r = (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle);
+        if (r == NULL) {
+            store_overflowed(region, GRPCPROM_OVERFLOW_TABLE_FULL, 0);
+            return;
+        }
     }
     atomic_store(&r->method, m);
+    atomic_store(&r->server, server);
     ptrmap_publish(&r->entry);
+}
+
+/* A destroyed server's handles are freed: their entries make room for the
+ * methods of servers created later. */
+static void forget_handles(grpc_server *server)
+{
+    for (size_t i = 0; i <= registered.mask; i++) {
+        struct registered_method *r = (struct registered_method *)ptrmap_live_entry(&registered, i);
+        if (r && atomic_load(&r->server) == server && ptrmap_drop(&r->entry))
+            ptrmap_release(&registered, &r->entry);
+    }
 }
 
 static void declare_cxx_method(const char *path, int streams, void *ctx)
@@ -189,8 +202,16 @@ EXPORT void *grpc_server_register_method(grpc_server *server, const char *method
     if (handle == NULL || method == NULL || !server_active())
         return handle;
     uint32_t bits = payload == GRPC_SRM_PAYLOAD_NONE ? GRPCPROM_CLIENT_STREAMS : 0;
-    map_handle(handle, declare_method(method, bits));
+    map_handle(server, handle, declare_method(method, bits));
     return handle;
+}
+
+EXPORT void grpc_server_destroy(grpc_server *server)
+{
+    resolve();
+    if (counting())
+        forget_handles(server);
+    real_server_destroy(server);
 }
 
 EXPORT void grpc_server_start(grpc_server *server)
@@ -264,10 +285,11 @@ EXPORT grpc_call_error grpc_call_start_batch(grpc_call *call, const grpc_op *ops
     struct batch_ops decoded;
     if (!counting() || layout == NULL || !decode_batch(ops, nops, &decoded))
         return real_start_batch(call, ops, nops, tag, reserved);
-    unsigned noted = tracker_batch_submit((uintptr_t)call, &decoded);
+    uint64_t ticket;
+    unsigned noted = tracker_batch_submit((uintptr_t)call, &decoded, &ticket);
     grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
     if (err != GRPC_CALL_OK && noted)
-        tracker_batch_refused((uintptr_t)call, noted);
+        tracker_batch_refused((uintptr_t)call, noted, ticket);
     return err;
 }
 
@@ -282,7 +304,7 @@ EXPORT void grpc_call_ref(grpc_call *call)
 EXPORT void grpc_call_unref(grpc_call *call)
 {
     resolve();
-    if (counting() && layout)
+    if (counting()) /* even after counting stopped: in-flight calls still end */
         tracker_call_unref((uintptr_t)call);
     real_call_unref(call);
 }
@@ -319,7 +341,7 @@ static void call_published(const struct published_call *p)
             &registered, (uintptr_t)p->registered_method, &word);
         start.method = r ? atomic_load(&r->method) : NULL;
         if (start.method == NULL) /* the handle found no room in the map */
-            start.method = store_overflow_slot(region, 0);
+            start.method = grpcprom_region_overflow(region, p->payload ? 0 : GRPCPROM_CLIENT_STREAMS);
         start.registered = true;
         start.first_message_read = p->payload && *p->payload;
     } else {

@@ -69,6 +69,8 @@ static const char *parse_buckets(const char *text, struct options *o)
         double v = strtod(p, &end);
         if (end == p || errno || !isfinite(v) || v <= 0)
             return "expected positive numbers of seconds separated by commas";
+        if (v > GRPCPROM_MAX_BUCKET_BOUND)
+            return "a bound is over 1e9 seconds";
         if (n > 0 && !(v > bounds[n - 1]))
             return "the bounds must increase";
         bounds[n++] = v;

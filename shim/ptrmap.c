@@ -50,6 +50,12 @@ void ptrmap_clear(struct ptrmap *map)
     atomic_store(&map->max_probe, 0);
 }
 
+struct ptrmap_entry *ptrmap_live_entry(const struct ptrmap *map, size_t i)
+{
+    struct ptrmap_entry *e = entry_at(map, i);
+    return atomic_load_explicit(&e->state, memory_order_acquire) == ENTRY_LIVE ? e : NULL;
+}
+
 size_t ptrmap_index(const struct ptrmap *map, const struct ptrmap_entry *entry)
 {
     return (size_t)((const char *)entry - map->entries) / map->entry_size;
@@ -132,6 +138,13 @@ bool ptrmap_drop(struct ptrmap_entry *entry)
                                                   memory_order_acq_rel, memory_order_relaxed))
             return last;
     }
+}
+
+bool ptrmap_evict(struct ptrmap_entry *entry, uint64_t word)
+{
+    return HOLDERS(word) > 0 &&
+           atomic_compare_exchange_strong_explicit(&entry->word, &word, NEXT_GENERATION(word),
+                                                   memory_order_acq_rel, memory_order_relaxed);
 }
 
 void ptrmap_release(struct ptrmap *map, struct ptrmap_entry *entry)

@@ -38,6 +38,9 @@ int ptrmap_init(struct ptrmap *map, size_t limit, size_t entry_size);
 /* Drops every entry (a forked child's copy describes its parent's calls). */
 void ptrmap_clear(struct ptrmap *map);
 
+/* Entry number i (0 to mask), if it is published: for a walk of the map. */
+struct ptrmap_entry *ptrmap_live_entry(const struct ptrmap *map, size_t i);
+
 /* The number of an entry, from 0 to twice the limit: for state kept beside it. */
 size_t ptrmap_index(const struct ptrmap *map, const struct ptrmap_entry *entry);
 
@@ -57,6 +60,12 @@ bool ptrmap_hold(struct ptrmap_entry *entry, uint64_t word);
 /* Drops a holder. True for the last one: then the entry is the caller's
  * alone, and no lookup can hold it, until ptrmap_release(). */
 bool ptrmap_drop(struct ptrmap_entry *entry);
+
+/* Takes a published entry from all its holders at once, if it is still
+ * what `word` saw: true when the caller now has it alone, as after the last
+ * drop. For an entry whose holders can no longer come (a key published
+ * again). */
+bool ptrmap_evict(struct ptrmap_entry *entry, uint64_t word);
 
 /* Frees an entry after its last holder dropped it. */
 void ptrmap_release(struct ptrmap *map, struct ptrmap_entry *entry);

@@ -1,6 +1,8 @@
 /* store.c: claims method slots and adds to counters in the region, without
- * locks. A path's index entry goes 0 -> BUSY by CAS while its slot is
- * written, then holds the slot's number; slots are never given back. */
+ * locks or waits (a writer that dies midway, in any process sharing the
+ * region, stops no other): a claimer fills the next free slot, then
+ * publishes it in the path's index entry by CAS; slots are never given
+ * back. */
 #include "store.h"
 
 #include <errno.h>
@@ -28,7 +30,7 @@ struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count
                                      unsigned method_capacity)
 {
     if (bucket_count > GRPCPROM_MAX_BUCKETS || method_capacity == 0 ||
-        method_capacity > UINT32_MAX / 4) {
+        method_capacity > GRPCPROM_MAX_METHOD_CAPACITY) {
         errno = EINVAL;
         return NULL;
     }
@@ -50,6 +52,14 @@ struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count
         h->bucket_bounds[i] = bounds[i];
         h->bucket_bounds_ns[i] = (uint64_t)(bounds[i] * 1e9 + 0.5);
     }
+    /* The overflow slots exist from the start; the page shows them once used. */
+    for (uint32_t bits = 0; bits < GRPCPROM_OVERFLOW_SLOTS; bits++) {
+        struct grpcprom_method *m = grpcprom_region_overflow(h, bits);
+        m->path_len = sizeof(GRPCPROM_OVERFLOW_PATH) - 1;
+        memcpy(m->path, GRPCPROM_OVERFLOW_PATH, m->path_len);
+        atomic_init(&m->type_bits, GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT | bits);
+        atomic_init(&m->state, GRPCPROM_SLOT_READY);
+    }
     atomic_thread_fence(memory_order_release);
     memcpy(h->magic, GRPCPROM_MAGIC, sizeof(h->magic));
     return h;
@@ -67,61 +77,53 @@ static uint64_t path_hash(const struct grpcprom_header *h, const char *path, siz
     return x ^ (x >> 27);
 }
 
-/* Waits out a claimer that is writing the slot of this entry: microseconds. */
-static uint32_t settled_entry(_Atomic uint32_t *entry)
-{
-    uint32_t v = atomic_load_explicit(entry, memory_order_acquire);
-    while (v == GRPCPROM_INDEX_BUSY) {
-        sched_yield();
-        v = atomic_load_explicit(entry, memory_order_acquire);
-    }
-    return v;
-}
-
 static bool slot_is(const struct grpcprom_method *m, uint64_t hash, const char *path, size_t len)
 {
     return m->path_hash == hash && m->path_len == len && memcmp(m->path, path, len) == 0;
 }
 
-/* Takes the next free slot for the path behind index entry `entry`, which
- * the caller holds BUSY; NULL when every slot is taken. */
-static struct grpcprom_method *fill_slot(struct grpcprom_header *h, _Atomic uint32_t *entry,
-                                         uint64_t hash, const char *path, size_t len)
+/* Fills the next free slot with the path, not yet visible to readers; NULL
+ * when every slot is taken. */
+static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t hash, const char *path,
+                                         size_t len)
 {
-    uint32_t n = atomic_fetch_add_explicit(&h->methods_used, 1, memory_order_relaxed);
-    if (n >= h->method_capacity) {
-        atomic_store_explicit(entry, 0, memory_order_release);
+    if (atomic_load_explicit(&h->methods_used, memory_order_relaxed) >= h->method_capacity)
         return NULL;
-    }
+    uint32_t n = atomic_fetch_add_explicit(&h->methods_used, 1, memory_order_relaxed);
+    if (n >= h->method_capacity)
+        return NULL;
     struct grpcprom_method *m = &grpcprom_region_methods(h)[n];
     m->path_hash = hash;
     m->path_len = (uint32_t)len;
     memcpy(m->path, path, len);
-    atomic_store_explicit(&m->state, GRPCPROM_SLOT_READY, memory_order_release);
-    atomic_store_explicit(entry, n + 1, memory_order_release);
     return m;
 }
 
 /* Walks the path's index entries to its slot, or to the first empty entry:
- * there it stops, or with `create` claims a slot. The index is at most half
- * full, so an empty entry is always near. */
+ * there it stops, or with `create` publishes a slot it filled. A claimer
+ * that loses the entry to the same path uses the winner's slot, and its own
+ * stays unpublished: a slot lost per racing thread, at worst. The index is
+ * at most half full, so an empty entry is always near. */
 static struct grpcprom_method *lookup(struct grpcprom_header *h, const char *path, size_t len,
                                       bool create)
 {
     uint64_t hash = path_hash(h, path, len);
     _Atomic uint32_t *index = grpcprom_region_index(h);
     struct grpcprom_method *slots = grpcprom_region_methods(h);
+    struct grpcprom_method *mine = NULL;
     uint32_t mask = h->index_capacity - 1;
     for (uint32_t probe = 0; probe <= mask; probe++) {
         _Atomic uint32_t *entry = &index[(hash + probe) & mask];
-        uint32_t v = settled_entry(entry);
-        while (v == 0) {
-            if (!create ||
-                atomic_load_explicit(&h->methods_used, memory_order_relaxed) >= h->method_capacity)
+        uint32_t v = atomic_load_explicit(entry, memory_order_acquire);
+        if (v == 0) {
+            if (!create || (mine == NULL && (mine = take_slot(h, hash, path, len)) == NULL))
                 return NULL;
-            if (atomic_compare_exchange_strong(entry, &v, GRPCPROM_INDEX_BUSY))
-                return fill_slot(h, entry, hash, path, len);
-            v = settled_entry(entry);
+            uint32_t number = (uint32_t)(mine - slots) + 1;
+            if (atomic_compare_exchange_strong_explicit(entry, &v, number, memory_order_acq_rel,
+                                                        memory_order_acquire)) {
+                atomic_store_explicit(&mine->state, GRPCPROM_SLOT_READY, memory_order_release);
+                return mine;
+            }
         }
         if (slot_is(&slots[v - 1], hash, path, len))
             return &slots[v - 1];
@@ -151,27 +153,6 @@ struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path,
     }
     *why = GRPCPROM_OVERFLOW_TABLE_FULL;
     return lookup(h, path, len, true);
-}
-
-struct grpcprom_method *store_overflow_slot(struct grpcprom_header *h, uint32_t type_bits)
-{
-    struct grpcprom_method *m = grpcprom_region_overflow(h, type_bits);
-    uint32_t state = GRPCPROM_SLOT_EMPTY;
-    if (atomic_compare_exchange_strong(&m->state, &state, GRPCPROM_SLOT_INIT)) {
-        m->path_len = sizeof(GRPCPROM_OVERFLOW_PATH) - 1;
-        memcpy(m->path, GRPCPROM_OVERFLOW_PATH, m->path_len);
-        atomic_store_explicit(&m->type_bits,
-                              GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT |
-                                  (type_bits & (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS)),
-                              memory_order_relaxed);
-        atomic_store_explicit(&m->state, GRPCPROM_SLOT_READY, memory_order_release);
-        return m;
-    }
-    while (state != GRPCPROM_SLOT_READY) {
-        sched_yield();
-        state = atomic_load_explicit(&m->state, memory_order_acquire);
-    }
-    return m;
 }
 
 void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason why, uint64_t calls)
@@ -208,6 +189,6 @@ void store_handled(const struct grpcprom_header *h, struct grpcprom_method *m, i
     while (bucket < h->bucket_count && latency_ns > h->bucket_bounds_ns[bucket])
         bucket++;
     store_add(&m->handled[code], 1);
-    store_add(&m->latency_sum_ns, latency_ns);
+    store_add(&m->latency_sum_us, latency_ns / 1000);
     store_add(&m->buckets[bucket], 1);
 }

@@ -20,9 +20,6 @@ struct grpcprom_method *store_find(struct grpcprom_header *h, const char *path, 
 struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path, size_t len,
                                     enum grpcprom_overflow_reason *why);
 
-/* The overflow slot for calls that streamed as `type_bits` says. */
-struct grpcprom_method *store_overflow_slot(struct grpcprom_header *h, uint32_t type_bits);
-
 /* Counts calls sent to an overflow slot (none when a method is declared
  * with no room), and says once per reason why. */
 void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason why, uint64_t calls);

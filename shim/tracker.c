@@ -11,7 +11,11 @@
  *   batch with an operation of a kind already in flight
  *   (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), so a call and a kind name one
  *   batch, and the record keeps one pending RECV_MESSAGE and one
- *   RECV_CLOSE_ON_SERVER.
+ *   RECV_CLOSE_ON_SERVER. One gap: gRPC clears its receiving flag just
+ *   before it posts the completion, so a RECV_MESSAGE that another thread
+ *   submits in that instant, in a batch led by another operation, finds
+ *   the earlier one still noted here and its message is not counted.
+ *   libgrpc++ and Ruby submit the next read only after the completion.
  * - A batch holds an internal reference on its call until its completion's
  *   `done` runs (BatchControl::PostCompletion), after our hook: the call's
  *   address cannot serve a new call while a completion for it is pending.
@@ -116,8 +120,22 @@ static void call_table_full(void)
                 calls.limit);
 }
 
+static void finish(struct call_record *rec);
+
+/* A call published at the address of a call still in the table: gRPC freed
+ * the old one, so unrefs were missed (some went past the shim). It ends
+ * now, so one address never has two records. */
+static void evict_stale(uintptr_t call)
+{
+    uint64_t word;
+    struct call_record *old = find_call(call, &word);
+    if (old && ptrmap_evict(&old->entry, word))
+        finish(old);
+}
+
 void tracker_call_started(const struct call_start *start)
 {
+    evict_stale(start->call);
     struct call_record *rec = (struct call_record *)ptrmap_claim(&calls, start->call);
     if (rec == NULL) {
         call_table_full();
@@ -222,7 +240,7 @@ static struct grpcprom_method *slot_at_end(struct call_record *rec, int code, bo
     if (m)
         return m;
     store_overflowed(region, why, 1);
-    return store_overflow_slot(region, atomic_load_explicit(&rec->stream_bits, memory_order_relaxed));
+    return grpcprom_region_overflow(region, atomic_load_explicit(&rec->stream_bits, memory_order_relaxed));
 }
 
 /* Counts the call's end once, whichever event settles it first. `delivered`
@@ -258,10 +276,29 @@ static void settle(struct call_record *rec, int code, int64_t end_ns, bool deliv
     store_handled(region, m, code, latency);
 }
 
-unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops)
+/* The last holder is gone: settles the call (with the status the server
+ * submitted, if any; else as cancelled) and frees its record. */
+static void finish(struct call_record *rec)
 {
-    uint64_t word;
-    struct call_record *rec = find_call(call, &word);
+    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
+        settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
+               atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
+    } else {
+        int64_t now = tracker_now_ns();
+        settle(rec, cancel_code(rec, now), now, false);
+    }
+    ptrmap_release(&calls, &rec->entry);
+}
+
+static void drop(struct call_record *rec)
+{
+    if (ptrmap_drop(&rec->entry))
+        finish(rec);
+}
+
+unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops, uint64_t *ticket)
+{
+    struct call_record *rec = find_call(call, ticket);
     if (rec == NULL)
         return 0;
     unsigned noted = 0;
@@ -289,11 +326,11 @@ unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops)
     return noted;
 }
 
-void tracker_batch_refused(uintptr_t call, unsigned noted)
+void tracker_batch_refused(uintptr_t call, unsigned noted, uint64_t ticket)
 {
     uint64_t word;
     struct call_record *rec = noted ? find_call(call, &word) : NULL;
-    if (rec == NULL)
+    if (rec == NULL || !ptrmap_hold(&rec->entry, ticket))
         return;
     /* No completion comes for a refused batch: what it noted is ours. */
     if (noted & BATCH_SEND_STATUS) {
@@ -304,26 +341,7 @@ void tracker_batch_refused(uintptr_t call, unsigned noted)
         atomic_store(&rec->pending_recv, NULL);
     if (noted & BATCH_RECV_CLOSE)
         atomic_store(&rec->pending_close, NULL);
-}
-
-/* The last holder is gone: settles the call (with the status the server
- * submitted, if any; else as cancelled) and frees its record. */
-static void finish(struct call_record *rec)
-{
-    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
-        settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
-               atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
-    } else {
-        int64_t now = tracker_now_ns();
-        settle(rec, cancel_code(rec, now), now, false);
-    }
-    ptrmap_release(&calls, &rec->entry);
-}
-
-static void drop(struct call_record *rec)
-{
-    if (ptrmap_drop(&rec->entry))
-        finish(rec);
+    drop(rec);
 }
 
 void tracker_batch_done(uintptr_t call, unsigned ops, bool success)

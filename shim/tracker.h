@@ -25,7 +25,8 @@ struct call_start {
 
 /* The operations of a batch that the counts follow. gRPC runs at most one
  * batch of each kind at a time on a call (it refuses a second one with
- * GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), so a call and a kind name a batch. */
+ * GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), so a call and a kind name a batch
+ * (tracker.c says where that bends). */
 enum batch_op_bits {
     BATCH_SEND_MESSAGE = 1u << 0,
     BATCH_SEND_STATUS = 1u << 1,
@@ -50,10 +51,12 @@ void tracker_call_started(const struct call_start *start);
 
 /* Before the real grpc_call_start_batch: notes what the batch's completion
  * will need, since it may complete on another thread before the real
- * function returns. Returns the operations it noted. */
-unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops);
-/* After it, when gRPC refused the batch: forgets what was noted. */
-void tracker_batch_refused(uintptr_t call, unsigned noted);
+ * function returns. Returns the operations it noted, and in *ticket which
+ * record it noted them in. */
+unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops, uint64_t *ticket);
+/* After it, when gRPC refused the batch: forgets what was noted, unless
+ * the record has ended meanwhile (callbacks run inside the real function). */
+void tracker_batch_refused(uintptr_t call, unsigned noted, uint64_t ticket);
 /* A batch of `call` that did `ops` (batch_op_bits) is about to complete. */
 void tracker_batch_done(uintptr_t call, unsigned ops, bool success);
 

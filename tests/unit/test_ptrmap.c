@@ -109,11 +109,17 @@ int main(void)
     CHECK(ptrmap_find(&map, 0x20, &stale) == &b->e);
     CHECK(ptrmap_drop(&b->e));
     ptrmap_release(&map, &b->e);
-    struct entry *c = (struct entry *)ptrmap_claim(&map, 0x20 + 8 * 64);
+    struct entry *c = NULL;
+    for (uintptr_t key = 0x28; c != b && key < 0x28 + 1000 * 64; key += 64) {
+        if (c)
+            ptrmap_release(&map, &c->e); /* another entry: try the next key */
+        c = (struct entry *)ptrmap_claim(&map, key);
+    }
+    CHECK(c == b); /* the same entry, now another key's */
     ptrmap_publish(&c->e);
     CHECK(!ptrmap_hold(&b->e, stale));
-    if (c == b) /* the same entry, claimed again: its holders are untouched */
-        CHECK_INT((uint32_t)atomic_load(&c->e.word), 1);
+    CHECK_INT((uint32_t)atomic_load(&c->e.word), 1); /* its holders are untouched */
+    CHECK(!ptrmap_evict(&b->e, stale));
 
     /* The map takes `limit` entries, refuses more, and takes again once one
      * is freed or the map is cleared (a forked child). */

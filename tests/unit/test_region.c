@@ -35,7 +35,7 @@ static void *claim_and_count(void *arg)
         enum grpcprom_overflow_reason why;
         struct grpcprom_method *m = store_claim(shared, path, (size_t)n, &why);
         if (m == NULL)
-            m = store_overflow_slot(shared, 0);
+            m = grpcprom_region_overflow(shared, 0);
         store_add(&m->started, 1);
         if (store_find(shared, path, (size_t)n) != (m->type_bits & GRPCPROM_OVERFLOW ? NULL : m))
             wrong++;
@@ -76,7 +76,7 @@ int main(void)
     CHECK_INT(m->handled[0], 2);
     CHECK_INT(m->handled[4], 1);
     CHECK_INT(m->handled[2], 1);
-    CHECK_INT(m->latency_sum_ns, 5000000 + 5000001 + 20000000000ll + 1);
+    CHECK_INT(m->latency_sum_us, 5000 + 5000 + 20000000ll + 0);
 
     /* Declared types are not overridden by what calls seem to do. */
     store_mark_type(m, GRPCPROM_TYPE_EXACT | GRPCPROM_SERVER_STREAMS);
@@ -111,9 +111,9 @@ int main(void)
     CHECK(!grpcprom_label_text_ok("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
 
     /* Overflow slots: one per type, labelled _OTHER, type fixed. */
-    struct grpcprom_method *o = store_overflow_slot(h, GRPCPROM_CLIENT_STREAMS);
-    CHECK(o == store_overflow_slot(h, GRPCPROM_CLIENT_STREAMS));
-    CHECK(o != store_overflow_slot(h, 0));
+    struct grpcprom_method *o = grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS);
+    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS));
+    CHECK(o != grpcprom_region_overflow(h, 0));
     CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS));
     CHECK_INT(o->path_len, strlen(GRPCPROM_OVERFLOW_PATH));
     store_mark_type(o, GRPCPROM_SERVER_STREAMS);
@@ -174,18 +174,28 @@ int main(void)
         pthread_join(threads[i], &wrong);
         CHECK_INT((uintptr_t)wrong, 0);
     }
-    uint64_t total = atomic_load(&store_overflow_slot(shared, 0)->started);
+    /* A slot filled by a claimer that lost its path to another thread stays
+     * unpublished and unused: at most one per racing thread and path. */
+    uint64_t total = atomic_load(&grpcprom_region_overflow(shared, 0)->started);
+    uint32_t published = 0;
     for (uint32_t i = 0; i < grpcprom_region_methods_used(shared); i++) {
         struct grpcprom_method *s = &grpcprom_region_methods(shared)[i];
-        CHECK_INT(atomic_load(&s->state), GRPCPROM_SLOT_READY);
-        CHECK_INT(s->started, 4 * 4000 / 200);
+        if (atomic_load(&s->state) != GRPCPROM_SLOT_READY) {
+            CHECK_INT(s->started, 0);
+            continue;
+        }
+        published++;
+        CHECK(s->started > 0 && s->started <= 4 * 4000 / 200);
         for (uint32_t j = 0; j < i; j++) {
             struct grpcprom_method *t = &grpcprom_region_methods(shared)[j];
-            CHECK(t->path_len != s->path_len || memcmp(t->path, s->path, s->path_len) != 0);
+            CHECK(atomic_load(&t->state) != GRPCPROM_SLOT_READY || t->path_len != s->path_len ||
+                  memcmp(t->path, s->path, s->path_len) != 0);
         }
         total += s->started;
     }
     CHECK_INT(grpcprom_region_methods_used(shared), 150);
+    CHECK(published > 100);
     CHECK_INT(total, 4 * 4000);
+    fprintf(stderr, "store stress: %u of 150 slots published\n", published);
     CHECK_DONE();
 }

@@ -243,7 +243,7 @@ static void test_full_page(void)
     set(&u->msg_sent, 2);
     set(&u->handled[0], 2);
     set(&u->handled[5], 1);
-    set(&u->latency_sum_ns, 12300000);
+    set(&u->latency_sum_us, 12300);
     set(&u->buckets[0], 1);
     set(&u->buckets[2], 1);
     set(&u->buckets[11], 1);
@@ -476,7 +476,7 @@ static void test_histogram(void)
     set(&m->buckets[2], 5);
     set(&m->buckets[3], 6);  /* +Inf with 3 bounds */
     set(&m->buckets[10], 99); /* beyond bucket_count: not part of this layout */
-    set(&m->latency_sum_ns, 1500000000);
+    set(&m->latency_sum_us, 1500000);
     char *page = render(h);
     if (page) {
         int first = line_no(page, HIST("bucket", ",le=\"0.005\"") "4");
@@ -490,12 +490,12 @@ static void test_histogram(void)
     }
     free(page);
 
-    set(&m->latency_sum_ns, 123456789);
+    set(&m->latency_sum_us, 123456);
     page = render(h);
     if (page)
-        CHECK_LINE(page, HIST("sum", "") "0.123456789");
+        CHECK_LINE(page, HIST("sum", "") "0.123456");
     free(page);
-    set(&m->latency_sum_ns, 2000000000000000ull);
+    set(&m->latency_sum_us, 2000000000000ull);
     page = render(h);
     if (page)
         CHECK_LINE(page, HIST("sum", "") "2e+06");
@@ -553,7 +553,7 @@ static void test_many_methods(void)
         set(&m->started, i);
         set(&m->handled[i % GRPCPROM_CODES], i);
         set(&m->buckets[i % 12], i);
-        set(&m->latency_sum_ns, (uint64_t)i * 1234567);
+        set(&m->latency_sum_us, (uint64_t)i * 1234);
     }
     struct grpcprom_buf out = {0};
     double best = 1e9;
@@ -571,8 +571,8 @@ static void test_many_methods(void)
         CHECK_INT(count_lines_starting(out.data, "grpc_server_handled_total{"), 500 * GRPCPROM_CODES + 499);
         CHECK(out.len > 0 && out.data[out.len - 1] == '\n');
     }
+    /* Speed is measured by scripts/bench, not asserted here: sanitizer builds are slow. */
     printf("test_render: 1000 methods rendered in %.2f ms (%zu bytes)\n", best, out.len);
-    CHECK(best < 100); /* loose, for sanitizer builds; an optimised build takes a few ms */
     grpcprom_buf_free(&out);
     free(h);
 }
