@@ -58,7 +58,7 @@ class Call {
     if (done) {
       done_ = true;
       cancelled_ = ctx_.IsCancelled();
-      if (cancelled_) alarm_.Cancel();  // wake a sleeping call at once
+      if (cancelled_ && !ignore_cancel_) alarm_.Cancel();  // wake a sleeping call at once
     } else if (!started_) {
       if (!ok) {  // server shutting down: the call never started
         lock.unlock();
@@ -92,7 +92,7 @@ class Call {
 
   // Arms the alarm; Step(ok) follows, ok=false if cancelled meanwhile.
   void Sleep(int ms) {
-    if (cancelled_) ms = 0;
+    if (cancelled_ && !ignore_cancel_) ms = 0;
     alarm_.Set(cq_, std::chrono::system_clock::now() + std::chrono::milliseconds(ms), &op_tag_);
   }
   // Tag for the final op: its completion ends the state machine.
@@ -104,8 +104,13 @@ class Call {
   Echo::AsyncService* svc_;
   ServerCompletionQueue* cq_;
   grpc::ServerContext ctx_;
+  // True when the call must stop: its op failed or it was cancelled, and
+  // the request did not ask to ignore that (ignore_cancel).
+  bool Stopped(bool ok) const { return (!ok || cancelled_) && !ignore_cancel_; }
+
   Tag op_tag_{this, false};
   bool cancelled_ = false;
+  bool ignore_cancel_ = false;  // set from the request before the first Sleep
 
  private:
   Tag done_tag_{this, true};
@@ -125,8 +130,9 @@ class UnaryCall : public Call {
   void Step(bool ok) override {
     if (!sleeping_) {  // request arrived
       sleeping_ = true;
+      ignore_cancel_ = req_.ignore_cancel();
       Sleep(req_.sleep_ms());
-    } else if (!ok || cancelled_) {
+    } else if (Stopped(ok)) {
       responder_.FinishWithError(kCancelled, Finishing());
     } else if (req_.code() != 0) {
       responder_.FinishWithError(CodeStatus(req_.code()), Finishing());
@@ -153,13 +159,17 @@ class ServerStreamCall : public Call {
   void Step(bool ok) override {
     if (sent_ < 0) {
       sent_ = 0;
+      ignore_cancel_ = req_.ignore_cancel();
       Sleep(req_.sleep_ms());
-    } else if (!ok || cancelled_) {
+    } else if (Stopped(ok)) {
       writer_.Finish(kCancelled, Finishing());
     } else if (sent_ < req_.responses()) {
       sent_++;
       rep_.set_text(req_.text());
-      writer_.Write(rep_, &op_tag_);
+      if (req_.last_with_status() && sent_ == req_.responses())
+        writer_.WriteAndFinish(rep_, grpc::WriteOptions(), CodeStatus(req_.code()), Finishing());
+      else
+        writer_.Write(rep_, &op_tag_);
     } else {
       writer_.Finish(CodeStatus(req_.code()), Finishing());
     }
@@ -246,8 +256,12 @@ class BidiCall : public Call {
         } else if (sent_ < req_.responses()) {
           sent_++;
           rep_.set_text(req_.text());
-          stream_.Write(rep_, &op_tag_);
-        } else if (req_.code() != 0) {
+          if (req_.last_with_status() && sent_ == req_.responses())
+            stream_.WriteAndFinish(rep_, grpc::WriteOptions(), CodeStatus(req_.code()),
+                                   Finishing());
+          else
+            stream_.Write(rep_, &op_tag_);
+        } else if (req_.code() != 0 || req_.last_with_status()) {
           stream_.Finish(CodeStatus(req_.code()), Finishing());
         } else {
           Read();

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -23,15 +26,18 @@
    ClientStream: registered without payload; bound to a per-call pluck queue
      and run by its own thread.
    Bidi and anything else: unregistered (grpc_server_request_call), per-call
-     pluck queue and thread; unknown paths get UNIMPLEMENTED. */
-enum method { M_UNARY, M_SSTREAM, M_CSTREAM, M_GENERIC };
+     pluck queue and thread; unknown paths get UNIMPLEMENTED (or, with
+     --generic-ok, an OK echo of their request).
+   --extra-methods N: unary /grpcprom.test.Many/M<i>, registered with their
+     payload, answered OK with an empty reply in one batch on the main queue. */
+enum method { M_UNARY, M_SSTREAM, M_CSTREAM, M_GENERIC, M_EXTRA };
 static const char* const kPaths[] = {"/grpcprom.test.Echo/Unary",
                                      "/grpcprom.test.Echo/ServerStream",
                                      "/grpcprom.test.Echo/ClientStream"};
 #define BIDI_PATH "/grpcprom.test.Echo/Bidi"
 
 /* Tags posted to the main NEXT queue. */
-enum tag_kind { TAG_NEW_CALL, TAG_OP, TAG_CLOSE, TAG_SHUTDOWN };
+enum tag_kind { TAG_NEW_CALL, TAG_OP, TAG_CLOSE, TAG_EXTRA_DONE, TAG_SHUTDOWN, TAG_RESTART };
 typedef struct {
   enum tag_kind kind;
   void* owner;
@@ -40,12 +46,23 @@ typedef struct {
 static grpc_server* g_server;
 static grpc_completion_queue* g_cq; /* NEXT queue: new calls, Unary/ServerStream work */
 static void* g_registered[3];
-static atomic_int g_threads; /* running per-call threads */
+static atomic_int g_threads;  /* running per-call threads */
+static atomic_int g_finished; /* calls that reached the application and are done */
 
-/* ---- protobuf: EchoRequest {1 code, 2 sleep_ms, 3 responses, 4 text}, EchoReply {1 text} */
+/* Options of this server only (parse_args in common.h takes the rest). */
+static int g_generic_ok;    /* --generic-ok */
+static int g_extra;         /* --extra-methods N */
+static int g_restart_after; /* --restart-after N */
+static int g_fork_worker;   /* --fork-worker */
+static char** g_extra_paths;
+static void** g_extra_registered;
+
+/* ---- protobuf: EchoRequest {1 code, 2 sleep_ms, 3 responses, 4 text,
+   5 ignore_cancel, 6 last_with_status}, EchoReply {1 text} */
 
 typedef struct {
   int32_t code, sleep_ms, responses;
+  int ignore_cancel, last_with_status;
   char* text;
   size_t text_len;
 } echo_req;
@@ -85,6 +102,8 @@ static void decode_request(grpc_byte_buffer* bb, echo_req* r) {
         if (key >> 3 == 1) r->code = (int32_t)v;
         if (key >> 3 == 2) r->sleep_ms = (int32_t)v;
         if (key >> 3 == 3) r->responses = (int32_t)v;
+        if (key >> 3 == 5) r->ignore_cancel = v != 0;
+        if (key >> 3 == 6) r->last_with_status = v != 0;
         break;
       case 2: /* length-delimited */
         if (!(ok = read_varint(&p, end, &v) && v <= (uint64_t)(end - p))) break;
@@ -184,19 +203,23 @@ static void start_send(grpc_call* call, int* md_sent, grpc_byte_buffer* out, int
 typedef struct {
   tag t;
   enum method method;
+  int extra; /* M_EXTRA: which of them */
   grpc_completion_queue* call_cq; /* g_cq, or a fresh pluck queue */
   grpc_call* call;
   gpr_timespec deadline;
   grpc_metadata_array md;
   grpc_call_details details; /* unregistered calls only */
-  grpc_byte_buffer* payload; /* Unary and ServerStream only */
+  grpc_byte_buffer* payload; /* Unary, ServerStream and extra methods only */
+  tag done;                  /* extra methods: their one batch */
+  int cancelled;
 } request;
 
-static void post_request(enum method m) {
+static void post_request(enum method m, int extra) {
   request* r = calloc(1, sizeof *r);
   r->t.kind = TAG_NEW_CALL;
   r->t.owner = r;
   r->method = m;
+  r->extra = extra;
   grpc_metadata_array_init(&r->md);
   grpc_call_details_init(&r->details);
   grpc_call_error e;
@@ -205,10 +228,11 @@ static void post_request(enum method m) {
     e = grpc_server_request_call(g_server, &r->call, &r->details, &r->md, r->call_cq, g_cq,
                                  &r->t);
   } else {
+    void* method = m == M_EXTRA ? g_extra_registered[extra] : g_registered[m];
     r->call_cq = m == M_CSTREAM ? grpc_completion_queue_create_for_pluck(NULL) : g_cq;
-    e = grpc_server_request_registered_call(g_server, g_registered[m], &r->call, &r->deadline,
-                                            &r->md, m == M_CSTREAM ? NULL : &r->payload,
-                                            r->call_cq, g_cq, &r->t);
+    e = grpc_server_request_registered_call(g_server, method, &r->call, &r->deadline, &r->md,
+                                            m == M_CSTREAM ? NULL : &r->payload, r->call_cq,
+                                            g_cq, &r->t);
   }
   if (e != GRPC_CALL_OK) {
     fprintf(stderr, "request call: %s\n", grpc_call_error_to_string(e));
@@ -219,7 +243,10 @@ static void post_request(enum method m) {
 /* Releases everything a request holds, the call and its pluck queue included;
    every event on that pluck queue must have been plucked. */
 static void free_request(request* r) {
-  if (r->call) grpc_call_unref(r->call);
+  if (r->call) {
+    grpc_call_unref(r->call);
+    atomic_fetch_add(&g_finished, 1);
+  }
   if (r->payload) grpc_byte_buffer_destroy(r->payload);
   grpc_metadata_array_destroy(&r->md);
   grpc_call_details_destroy(&r->details);
@@ -267,16 +294,27 @@ static void ncall_send(ncall* c, grpc_byte_buffer* out, int code) {
   start_send(c->r->call, &c->md_sent, out, code, &c->op);
 }
 
-/* Next move after the sleep, or after a reply was sent (ok: it was). */
+/* Next move after the sleep, or after a reply was sent (ok: it was). A call
+   closed before our status was cancelled, unless the request ignores that:
+   then its sends go on and fail. A Unary reply goes with the status, except
+   with ignore_cancel alone: then it goes first, in a batch of its own. */
 static void ncall_step(ncall* c, int ok) {
-  if (!ok || c->closed) /* closed before our status: cancelled */
+  const echo_req* q = &c->req;
+  if ((!ok || c->closed) && !q->ignore_cancel) {
     ncall_send(c, NULL, GRPC_STATUS_CANCELLED);
-  else if (c->r->method == M_UNARY)
-    ncall_send(c, c->req.code == 0 ? encode_reply(&c->req) : NULL, c->req.code);
-  else if (c->sent++ < c->req.responses)
-    ncall_send(c, encode_reply(&c->req), -1);
-  else
-    ncall_send(c, NULL, c->req.code);
+  } else if (c->r->method == M_UNARY) {
+    int reply = q->code == 0 || q->last_with_status;
+    int apart = q->ignore_cancel && !q->last_with_status;
+    if (reply && apart && c->sent++ == 0)
+      ncall_send(c, encode_reply(q), -1);
+    else
+      ncall_send(c, reply && !apart ? encode_reply(q) : NULL, q->code);
+  } else if (c->sent++ < q->responses) {
+    int last = q->last_with_status && c->sent == q->responses;
+    ncall_send(c, encode_reply(q), last ? q->code : -1);
+  } else {
+    ncall_send(c, NULL, q->code);
+  }
 }
 
 static void ncall_maybe_free(ncall* c) {
@@ -306,8 +344,30 @@ static void ncall_on_op(ncall* c, int ok) {
 static void ncall_wake_sleepers(void) {
   gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
   for (ncall* c = g_ncalls; c; c = c->next)
-    if (c->state == N_SLEEPING && (c->closed || gpr_time_cmp(now, c->wake) >= 0))
+    if (c->state == N_SLEEPING && ((c->closed && !c->req.ignore_cancel) ||
+                                   gpr_time_cmp(now, c->wake) >= 0))
       ncall_step(c, 1);
+}
+
+/* ---- extra methods: one batch answers the call */
+
+static void extra_answer(request* r) {
+  grpc_slice empty = grpc_empty_slice();
+  grpc_byte_buffer* out = grpc_raw_byte_buffer_create(&empty, 1);
+  grpc_slice details = grpc_empty_slice();
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = out;
+  ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
+  ops[2].data.send_status_from_server.status_details = &details;
+  ops[3].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[3].data.recv_close_on_server.cancelled = &r->cancelled;
+  r->done = (tag){TAG_EXTRA_DONE, r};
+  start_batch(r->call, ops, 4, &r->done);
+  grpc_byte_buffer_destroy(out); /* the batch holds its own reference */
 }
 
 /* ---- ClientStream, Bidi, unknown: a thread plucking its call's own queue */
@@ -332,19 +392,54 @@ static int pcall_send(pcall* c, grpc_byte_buffer* out, int code) {
   return ok;
 }
 
-/* Reads the next request into `req`; returns 0 at end of stream or failure
-   (leaving `req` as it was). */
-static int pcall_recv(pcall* c, echo_req* req) {
+/* Reads the next message; NULL at end of stream or on failure. */
+static grpc_byte_buffer* pcall_recv_raw(pcall* c) {
   grpc_byte_buffer* bb = NULL;
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_MESSAGE;
   op.data.recv_message.recv_message = &bb;
   start_batch(c->r->call, &op, 1, &c->op);
-  if (!pluck_op(c) || !bb) return 0;
+  if (!pluck_op(c) && bb) {
+    grpc_byte_buffer_destroy(bb);
+    bb = NULL;
+  }
+  return bb;
+}
+
+/* Reads the next request into `req`; returns 0 at end of stream or failure
+   (leaving `req` as it was). */
+static int pcall_recv(pcall* c, echo_req* req) {
+  grpc_byte_buffer* bb = pcall_recv_raw(c);
+  if (!bb) return 0;
   decode_request(bb, req);
   grpc_byte_buffer_destroy(bb);
   return 1;
+}
+
+/* --generic-ok: any path is answered OK with its one request echoed back,
+   as a proxy would. It reads one message only, so the call looks unary. A
+   request that parses as an EchoRequest with ignore_cancel sleeps blind,
+   then sends the reply and the status in two batches. */
+static void generic_echo(pcall* c) {
+  grpc_byte_buffer* in = pcall_recv_raw(c);
+  echo_req req;
+  memset(&req, 0, sizeof req);
+  decode_request(in, &req);
+  grpc_byte_buffer* out = in;
+  if (!out) {
+    grpc_slice empty = grpc_empty_slice();
+    out = grpc_raw_byte_buffer_create(&empty, 1);
+  }
+  if (req.ignore_cancel && req.code == 0) {
+    struct timespec ts = {req.sleep_ms / 1000, (long)(req.sleep_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+    pcall_send(c, out, -1);
+    pcall_send(c, NULL, GRPC_STATUS_OK);
+  } else {
+    pcall_send(c, out, GRPC_STATUS_OK);
+  }
+  free(req.text);
 }
 
 /* Sleeps `ms` by plucking the call's close event with that deadline, so a
@@ -365,7 +460,10 @@ static void* pcall_thread(void* arg) {
   start_recv_close(c.r->call, &c.cancelled, &c.close);
 
   if (c.r->method == M_GENERIC && grpc_slice_str_cmp(c.r->details.method, BIDI_PATH) != 0) {
-    pcall_send(&c, NULL, GRPC_STATUS_UNIMPLEMENTED);
+    if (g_generic_ok)
+      generic_echo(&c);
+    else
+      pcall_send(&c, NULL, GRPC_STATUS_UNIMPLEMENTED);
   } else if (c.r->method == M_CSTREAM) {
     while (pcall_recv(&c, &req)) {
     } /* req is now the last request */
@@ -374,14 +472,21 @@ static void* pcall_thread(void* arg) {
     else
       pcall_send(&c, req.code == 0 ? encode_reply(&req) : NULL, req.code);
   } else { /* Bidi */
-    int code = GRPC_STATUS_OK;
-    while (code == GRPC_STATUS_OK && pcall_recv(&c, &req)) {
+    int code = GRPC_STATUS_OK, status_sent = 0;
+    while (code == GRPC_STATUS_OK && !status_sent && pcall_recv(&c, &req)) {
       if (!pcall_sleep(&c, req.sleep_ms)) code = GRPC_STATUS_CANCELLED;
-      for (int i = 0; code == GRPC_STATUS_OK && i < req.responses; i++)
-        if (!pcall_send(&c, encode_reply(&req), -1)) code = GRPC_STATUS_CANCELLED;
+      for (int i = 0; code == GRPC_STATUS_OK && i < req.responses; i++) {
+        if (req.last_with_status && i == req.responses - 1) {
+          pcall_send(&c, encode_reply(&req), req.code);
+          status_sent = 1;
+        } else if (!pcall_send(&c, encode_reply(&req), -1)) {
+          code = GRPC_STATUS_CANCELLED;
+        }
+      }
       if (code == GRPC_STATUS_OK) code = req.code;
+      if (req.last_with_status && !status_sent) break; /* ends the call with req.code */
     }
-    pcall_send(&c, NULL, code);
+    if (!status_sent) pcall_send(&c, NULL, code);
   }
 
   if (!c.closed)
@@ -402,21 +507,19 @@ static void spawn_pcall(request* r) {
   pthread_detach(th);
 }
 
-/* ---- main loop */
+/* ---- servers and options */
 
-int main(int argc, char** argv) {
-  sigset_t stop;
-  block_stop_signals(&stop);
-  int port = 0, threads = 1;
-  parse_args(argc, argv, &port, &threads); /* --threads is accepted and ignored */
-
-  grpc_init();
-  g_cq = grpc_completion_queue_create_for_next(NULL);
+/* Creates, registers, binds and starts g_server on `port` (0: any) with
+   one outstanding request per method; returns the bound port, 0 if none. */
+static int start_server(int port) {
   g_server = grpc_server_create(NULL, NULL);
   for (int m = M_UNARY; m <= M_CSTREAM; m++)
     g_registered[m] = grpc_server_register_method(
         g_server, kPaths[m], NULL,
         m == M_CSTREAM ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  for (int i = 0; i < g_extra; i++)
+    g_extra_registered[i] = grpc_server_register_method(
+        g_server, g_extra_paths[i], NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   grpc_server_register_completion_queue(g_server, g_cq, NULL);
   char addr[32];
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
@@ -425,14 +528,78 @@ int main(int argc, char** argv) {
   grpc_server_credentials_release(creds);
   if (bound == 0) {
     fprintf(stderr, "cannot listen on %s\n", addr);
-    return 1;
+    return 0;
   }
   grpc_server_start(g_server);
-  for (int m = M_UNARY; m <= M_GENERIC; m++) post_request((enum method)m);
-  announce_ready(bound);
+  for (int m = M_UNARY; m <= M_GENERIC; m++) post_request((enum method)m, 0);
+  for (int i = 0; i < g_extra; i++) post_request(M_EXTRA, i);
+  return bound;
+}
 
-  tag shutdown_tag = {TAG_SHUTDOWN, NULL};
-  int stopping = 0, cancelled_all = 0, server_down = 0, cq_down = 0;
+/* Takes this server's own options out of argv, so that parse_args (shared
+   with the C++ servers) sees only the common ones; returns the new argc. */
+static int take_options(int argc, char** argv) {
+  int out = 1;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--generic-ok") == 0)
+      g_generic_ok = 1;
+    else if (strcmp(argv[i], "--fork-worker") == 0)
+      g_fork_worker = 1;
+    else if (i + 1 < argc && strcmp(argv[i], "--extra-methods") == 0)
+      g_extra = atoi(argv[++i]);
+    else if (i + 1 < argc && strcmp(argv[i], "--restart-after") == 0)
+      g_restart_after = atoi(argv[++i]);
+    else
+      argv[out++] = argv[i];
+  }
+  argv[out] = NULL;
+  if (g_extra < 0) g_extra = 0;
+  g_extra_paths = calloc((size_t)g_extra + 1, sizeof *g_extra_paths);
+  g_extra_registered = calloc((size_t)g_extra + 1, sizeof *g_extra_registered);
+  for (int i = 0; i < g_extra; i++) {
+    g_extra_paths[i] = malloc(48);
+    snprintf(g_extra_paths[i], 48, "/grpcprom.test.Many/M%d", i);
+  }
+  return out;
+}
+
+/* --fork-worker: a child that does nothing for two seconds, as a worker
+   process forked after the server started would; announced on stdout. */
+static pid_t fork_worker(void) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    const struct timespec two = {2, 0};
+    nanosleep(&two, NULL);
+    _exit(0);
+  }
+  if (pid < 0) {
+    perror("fork");
+    abort();
+  }
+  printf("WORKER %d\n", (int)pid);
+  fflush(stdout);
+  return pid;
+}
+
+/* ---- main loop */
+
+int main(int argc, char** argv) {
+  sigset_t stop;
+  block_stop_signals(&stop);
+  int port = 0, threads = 1;
+  argc = take_options(argc, argv);
+  parse_args(argc, argv, &port, &threads); /* --threads is accepted and ignored */
+
+  grpc_init();
+  g_cq = grpc_completion_queue_create_for_next(NULL);
+  int bound = start_server(port);
+  if (bound == 0) return 1;
+  announce_ready(bound);
+  pid_t worker = g_fork_worker ? fork_worker() : 0;
+
+  tag shutdown_tag = {TAG_SHUTDOWN, NULL}, restart_tag = {TAG_RESTART, NULL};
+  int stopping = 0, cancelled_all = 0, server_down = 0, cq_down = 0, restarting = 0;
   gpr_timespec cancel_at = gpr_inf_future(GPR_CLOCK_MONOTONIC);
   const struct timespec no_wait = {0, 0};
   for (;;) {
@@ -447,9 +614,11 @@ int main(int argc, char** argv) {
             free_request(r);
             break;
           }
-          if (!stopping) post_request(r->method);
+          if (!stopping && restarting != 1) post_request(r->method, r->extra);
           if (r->method == M_UNARY || r->method == M_SSTREAM)
             ncall_start(r);
+          else if (r->method == M_EXTRA)
+            extra_answer(r);
           else
             spawn_pcall(r);
           break;
@@ -461,17 +630,38 @@ int main(int argc, char** argv) {
           ((ncall*)t->owner)->closed = 1;
           ncall_maybe_free(t->owner);
           break;
+        case TAG_EXTRA_DONE:
+          free_request(t->owner);
+          break;
         case TAG_SHUTDOWN:
           server_down = 1;
           break;
+        case TAG_RESTART: /* the first server is down: a second one takes over */
+          grpc_server_destroy(g_server);
+          g_server = NULL;
+          restarting = 2;
+          if (stopping) {
+            server_down = 1;
+          } else if ((bound = start_server(0)) != 0) {
+            announce_ready(bound);
+          } else {
+            return 1;
+          }
+          break;
       }
     }
+    if (g_restart_after > 0 && !restarting && !stopping &&
+        atomic_load(&g_finished) >= g_restart_after) {
+      restarting = 1; /* until TAG_RESTART: no new requests on the old server */
+      grpc_server_shutdown_and_notify(g_server, g_cq, &restart_tag);
+    }
+    if (worker > 0 && waitpid(worker, NULL, WNOHANG) == worker) worker = 0;
     if (!stopping && sigtimedwait(&stop, NULL, &no_wait) > 0) {
       stopping = 1; /* running calls get one second, then are cancelled */
-      grpc_server_shutdown_and_notify(g_server, g_cq, &shutdown_tag);
+      if (restarting != 1) grpc_server_shutdown_and_notify(g_server, g_cq, &shutdown_tag);
       cancel_at = after_ms(1000);
     }
-    if (stopping && !server_down && !cancelled_all &&
+    if (stopping && !server_down && !cancelled_all && g_server &&
         gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), cancel_at) >= 0) {
       grpc_server_cancel_all_calls(g_server);
       cancelled_all = 1;
@@ -486,7 +676,8 @@ int main(int argc, char** argv) {
     const struct timespec tick = {0, 5000000};
     nanosleep(&tick, NULL);
   }
-  grpc_server_destroy(g_server);
+  if (worker > 0) waitpid(worker, NULL, 0);
+  if (g_server) grpc_server_destroy(g_server);
   grpc_completion_queue_destroy(g_cq);
   grpc_shutdown();
   return 0;

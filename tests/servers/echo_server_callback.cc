@@ -51,21 +51,25 @@ class Sleeper {
 
 // Every reactor keeps exactly one operation (alarm, read or write) in flight
 // and calls Finish exactly once, at the end of that chain; OnCancel only wakes
-// a sleep, and failed reads/writes lead to Finish as well.
+// a sleep, and failed reads/writes lead to Finish as well (unless the request
+// says ignore_cancel: then the sleep runs its course and the writes go on).
 
 class UnaryReactor : public grpc::ServerUnaryReactor {
  public:
-  UnaryReactor(const EchoRequest* req, EchoReply* rep) {
+  UnaryReactor(const EchoRequest* req, EchoReply* rep) : ignore_cancel_(req->ignore_cancel()) {
     rep->set_text(req->text());
     int code = req->code();
     sleeper_.Sleep(req->sleep_ms(), [this, code](bool cancelled) {
       Finish(cancelled ? kCancelled : CodeStatus(code));
     });
   }
-  void OnCancel() override { sleeper_.Cancel(); }
+  void OnCancel() override {
+    if (!ignore_cancel_) sleeper_.Cancel();
+  }
   void OnDone() override { delete this; }
 
  private:
+  const bool ignore_cancel_;
   Sleeper sleeper_;
 };
 
@@ -81,20 +85,26 @@ class ServerStreamReactor : public grpc::ServerWriteReactor<EchoReply> {
     });
   }
   void OnWriteDone(bool ok) override {
-    if (!ok)
+    if (!ok && !req_.ignore_cancel())
       Finish(kCancelled);
     else
       NextWrite();
   }
-  void OnCancel() override { sleeper_.Cancel(); }
+  void OnCancel() override {
+    if (!req_.ignore_cancel()) sleeper_.Cancel();
+  }
   void OnDone() override { delete this; }
 
  private:
   void NextWrite() {
-    if (sent_++ < req_.responses())
-      StartWrite(&rep_);
-    else
+    if (sent_++ < req_.responses()) {
+      if (req_.last_with_status() && sent_ == req_.responses())
+        StartWriteAndFinish(&rep_, grpc::WriteOptions(), CodeStatus(req_.code()));
+      else
+        StartWrite(&rep_);
+    } else {
       Finish(CodeStatus(req_.code()));
+    }
   }
   EchoRequest req_;
   EchoReply rep_;
@@ -159,12 +169,16 @@ class BidiReactor : public grpc::ServerBidiReactor<EchoRequest, EchoReply> {
  private:
   // Sends the next reply of the current request, then ends or reads on.
   void NextWrite() {
-    if (sent_++ < req_.responses())
-      StartWrite(&rep_);
-    else if (req_.code() != 0)
+    if (sent_++ < req_.responses()) {
+      if (req_.last_with_status() && sent_ == req_.responses())
+        StartWriteAndFinish(&rep_, grpc::WriteOptions(), CodeStatus(req_.code()));
+      else
+        StartWrite(&rep_);
+    } else if (req_.code() != 0 || req_.last_with_status()) {
       Finish(CodeStatus(req_.code()));
-    else
+    } else {
       StartRead(&req_);
+    }
   }
   EchoRequest req_;
   EchoReply rep_;

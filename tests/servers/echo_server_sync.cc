@@ -29,6 +29,13 @@ static bool SleepUnlessCancelled(ServerContext* ctx, int ms) {
   return false;
 }
 
+// The handler's sleep: blind to cancellation when the request says so.
+static bool Sleep(ServerContext* ctx, const EchoRequest& req) {
+  if (!req.ignore_cancel()) return SleepUnlessCancelled(ctx, req.sleep_ms());
+  std::this_thread::sleep_for(std::chrono::milliseconds(req.sleep_ms()));
+  return true;
+}
+
 static Status CodeStatus(int code) {
   return code == 0 ? Status::OK : Status(static_cast<StatusCode>(code), "requested");
 }
@@ -37,18 +44,22 @@ static const Status kCancelled(StatusCode::CANCELLED, "cancelled");
 
 class EchoImpl final : public Echo::Service {
   Status Unary(ServerContext* ctx, const EchoRequest* req, EchoReply* rep) override {
-    if (!SleepUnlessCancelled(ctx, req->sleep_ms())) return kCancelled;
+    if (!Sleep(ctx, *req)) return kCancelled;
     rep->set_text(req->text());
     return CodeStatus(req->code());
   }
 
   Status ServerStream(ServerContext* ctx, const EchoRequest* req,
                       grpc::ServerWriter<EchoReply>* writer) override {
-    if (!SleepUnlessCancelled(ctx, req->sleep_ms())) return kCancelled;
+    if (!Sleep(ctx, *req)) return kCancelled;
     EchoReply rep;
     rep.set_text(req->text());
-    for (int i = 0; i < req->responses(); i++)
-      if (!writer->Write(rep)) return kCancelled;
+    for (int i = 0; i < req->responses(); i++) {
+      if (req->last_with_status() && i == req->responses() - 1)
+        writer->WriteLast(rep, grpc::WriteOptions());  // held back, sent with the status
+      else if (!writer->Write(rep) && !req->ignore_cancel())
+        return kCancelled;
+    }
     return CodeStatus(req->code());
   }
 
@@ -68,9 +79,14 @@ class EchoImpl final : public Echo::Service {
       if (!SleepUnlessCancelled(ctx, req.sleep_ms())) return kCancelled;
       EchoReply rep;
       rep.set_text(req.text());
-      for (int i = 0; i < req.responses(); i++)
+      for (int i = 0; i < req.responses(); i++) {
+        if (req.last_with_status() && i == req.responses() - 1) {
+          stream->WriteLast(rep, grpc::WriteOptions());
+          return CodeStatus(req.code());
+        }
         if (!stream->Write(rep)) return kCancelled;
-      if (req.code() != 0) return CodeStatus(req.code());
+      }
+      if (req.code() != 0 || req.last_with_status()) return CodeStatus(req.code());
     }
     return Status::OK;
   }
