@@ -191,6 +191,17 @@ def mix_calls():
     ]
 
 
+def tally(result, gtype, method, outcome):
+    """Adds one call to result, as the helpers above report it: (code, received, sent)."""
+    code, received, sent = outcome
+    m = result.setdefault((gtype, SERVICE, method),
+                          {"started": 0, "handled": {}, "msg_received": 0, "msg_sent": 0})
+    m["started"] += 1
+    m["handled"][code] = m["handled"].get(code, 0) + 1
+    m["msg_received"] += received
+    m["msg_sent"] += sent
+
+
 def run_mix(target, seed=0):
     """Runs the mix against target; returns {(type, service, method): {started, handled, msg_received, msg_sent}}.
 
@@ -203,16 +214,11 @@ def run_mix(target, seed=0):
     with _channel(target) as ch:
         stub = pb_grpc.EchoStub(ch)
         for gtype, method, expected, fn in calls:
-            code, received, sent = fn(stub)
-            if code != expected:
-                print("echo_client: %s %s ended %s, expected %s" % (gtype, method, code, expected),
+            outcome = fn(stub)
+            if outcome[0] != expected:
+                print("echo_client: %s %s ended %s, expected %s" % (gtype, method, outcome[0], expected),
                       file=sys.stderr)
-            m = result.setdefault((gtype, SERVICE, method),
-                                  {"started": 0, "handled": {}, "msg_received": 0, "msg_sent": 0})
-            m["started"] += 1
-            m["handled"][code] = m["handled"].get(code, 0) + 1
-            m["msg_received"] += received
-            m["msg_sent"] += sent
+            tally(result, gtype, method, outcome)
     time.sleep(0.3)  # let the server notice the cancelled / timed-out calls before anyone scrapes
     return result
 
