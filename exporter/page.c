@@ -1,138 +1,428 @@
-/* page.c: answers every HTTP request itself, before civetweb would look at a
- * file: GET or HEAD /metrics gets the page, other paths 404, other methods
- * 405. Civetweb's threads never receive the host's signals. */
+/* page.c: serves the region as the Prometheus page /metrics over HTTP, from
+ * one thread of ours driving libmicrohttpd, which is loaded only then. */
+#define _GNU_SOURCE
 #include "page.h"
 
 #include <arpa/inet.h>
-#include <civetweb.h>
-#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "render.h"
-#include "signals.h"
+
+enum {
+    REQUEST_MS = 2000,      /* from accept until the request head is in */
+    TOTAL_MS = 10000,       /* from accept until close, answer included */
+    CROWDED_REQUEST_MS = 100, /* REQUEST_MS while fewer than 1/8 of the slots are free */
+    IDLE_S = 5,             /* libmicrohttpd's own inactivity timeout, a backstop */
+    MEMORY_LIMIT = 16384,   /* per connection: longer URLs get 414, headers 431 */
+    MAX_CONNECTIONS = 512,  /* and at most a quarter of the fd limit */
+    RETRY_BIND_MS = 2000,
+    MAX_WAIT_MS = 1000,
+    ACCEPT_BATCH = 16,
+    OUT_OF_FDS_PAUSE_MS = 100,
+};
+
+/* The libmicrohttpd functions the page calls, resolved when the page starts:
+ * the shim links none of it, so a process that never serves gRPC loads none. */
+#define MHD_FUNCTIONS(X)                                                               \
+    X(MHD_start_daemon) X(MHD_run) X(MHD_get_timeout) X(MHD_get_daemon_info)           \
+    X(MHD_add_connection) X(MHD_get_connection_info) X(MHD_create_response_from_buffer) \
+    X(MHD_add_response_header) X(MHD_queue_response) X(MHD_destroy_response)         \
+    X(MHD_lookup_connection_value)
+#define DECLARE_FUNCTION(name) __typeof__(name) *name;
+static struct {
+    MHD_FUNCTIONS(DECLARE_FUNCTION)
+} mhd;
+
+/* A connection libmicrohttpd serves, in a list in accept order. */
+struct conn {
+    struct conn *prev, *next;
+    int fd;
+    int64_t accepted_ms;
+    bool requested;   /* its request head arrived */
+    bool closing;     /* shut down by the sweep; libmicrohttpd closes it next */
+};
 
 static const struct grpcprom_header *page_region;
-
-static void send_plain(struct mg_connection *conn, int status, const char *reason,
-                       const char *extra_header, const char *body)
-{
-    mg_printf(conn,
-              "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-              "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
-              status, reason, strlen(body), extra_header, body);
-}
-
-static int handle_request(struct mg_connection *conn)
-{
-    const struct mg_request_info *req = mg_get_request_info(conn);
-    if (strcmp(req->local_uri, "/metrics") != 0) {
-        send_plain(conn, 404, "Not Found", "", "Not found: the metrics are at /metrics\n");
-        return 404;
-    }
-    bool head = strcmp(req->request_method, "HEAD") == 0;
-    if (!head && strcmp(req->request_method, "GET") != 0) {
-        send_plain(conn, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
-                   "Method not allowed\n");
-        return 405;
-    }
-    struct grpcprom_buf page = {0};
-    if (grpcprom_render(page_region, &page) != 0) {
-        grpcprom_buf_free(&page);
-        send_plain(conn, 500, "Internal Server Error", "", "Out of memory\n");
-        return 500;
-    }
-    mg_printf(conn,
-              "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-              "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-              page.len);
-    if (!head)
-        mg_write(conn, page.data, page.len);
-    grpcprom_buf_free(&page);
-    return 200;
-}
-
-/* The page's listening socket: a forked child must not keep it open, or it
- * would hold the port with nobody serving once the parent is gone. */
+static struct access_list allow;
+static bool credentials_required;     /* a credentials file was named */
+static struct access_users *users;    /* NULL: none loaded */
+static char *token;                   /* NULL: none loaded */
+static char page_listen[64];
+static struct sockaddr_in page_addr;
+static struct MHD_Daemon *page_daemon;
+static struct conn *oldest, *newest;
+static unsigned conns, closing_conns; /* in the list; of which closing */
+static unsigned max_conns;
+/* The listening socket, ours alone (libmicrohttpd only gets accepted ones).
+ * Created under the lock, which fork also takes, so a child always knows it. */
+static pthread_mutex_t listen_lock = PTHREAD_MUTEX_INITIALIZER;
 static int listen_fd = -1;
 
-/* Finds the socket civetweb listens on: a listening TCP socket of this
- * process bound to `port`. -1 when there is none. */
-static int find_listen_fd(int port)
+/* Deadlines follow the monotonic clock: a step of the wall clock must not
+ * cut or stretch them. */
+static int64_t now_ms(void)
 {
-    DIR *dir = opendir("/proc/self/fd");
-    if (dir == NULL)
-        return -1;
-    int found = -1;
-    for (struct dirent *d; found < 0 && (d = readdir(dir)) != NULL;) {
-        int fd = atoi(d->d_name);
-        int listening = 0;
-        socklen_t len = sizeof(listening);
-        struct sockaddr_in addr;
-        socklen_t addr_len = sizeof(addr);
-        if (d->d_name[0] >= '0' && d->d_name[0] <= '9' &&
-            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening &&
-            getsockname(fd, (struct sockaddr *)&addr, &addr_len) == 0 && addr.sin_family == AF_INET &&
-            ntohs(addr.sin_port) == port)
-            found = fd;
-    }
-    closedir(dir);
-    return found;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void close_page_in_child(void)
+/* libmicrohttpd's messages are mostly about single clients (one cut off, a
+ * bad request): at info level, and each kind (format) once, so that many
+ * clients cannot flood stderr. */
+static void log_http(void *cls, const char *fmt, va_list ap)
+{
+    static const char *said[32];
+    (void)cls;
+    size_t i = 0;
+    while (i < sizeof(said) / sizeof(said[0]) && said[i] != NULL && said[i] != fmt)
+        i++;
+    if (i == sizeof(said) / sizeof(said[0]) || said[i] == fmt)
+        return;
+    said[i] = fmt;
+    char text[256];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    text[strcspn(text, "\n")] = '\0';
+    log_msg(LOG_INFO, "http: %s", text);
+}
+
+/* A short text/plain answer for anything but the page itself. */
+static struct MHD_Response *plain_text(const char *body)
+{
+    struct MHD_Response *r =
+        mhd.MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (r != NULL)
+        mhd.MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+    return r;
+}
+
+/* Answers every request in its first call, before any body is read (which
+ * libmicrohttpd then discards, closing the connection): GET or HEAD /metrics
+ * gets the page, other paths 404, other methods 405. Nothing comes from disk. */
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
+{
+    (void)cls, (void)version, (void)upload_data, (void)upload_data_size, (void)req_cls;
+    const union MHD_ConnectionInfo *info =
+        mhd.MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (info != NULL && info->socket_context != NULL)
+        ((struct conn *)info->socket_context)->requested = true;
+
+    struct MHD_Response *r;
+    unsigned status;
+    struct grpcprom_buf page = {0};
+    if (credentials_required &&
+        !access_authorized(users, token,
+                           mhd.MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+        status = MHD_HTTP_UNAUTHORIZED;
+        r = plain_text("Unauthorized\n");
+        if (r != NULL && users != NULL)
+            mhd.MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"grpcprom\", charset=\"UTF-8\"");
+        if (r != NULL && token != NULL)
+            mhd.MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"grpcprom\"");
+    } else if (strcmp(url, "/metrics") != 0) {
+        status = MHD_HTTP_NOT_FOUND;
+        r = plain_text("Not found: the metrics are at /metrics\n");
+    } else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        r = plain_text("Method not allowed\n");
+        if (r != NULL)
+            mhd.MHD_add_response_header(r, "Allow", "GET, HEAD");
+    } else if (grpcprom_render(page_region, &page) != 0) {
+        grpcprom_buf_free(&page);
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        r = plain_text("Out of memory\n");
+    } else {
+        /* HEAD gets the same Content-Length; libmicrohttpd leaves the body out. */
+        status = MHD_HTTP_OK;
+        r = mhd.MHD_create_response_from_buffer(page.len, page.data, MHD_RESPMEM_MUST_FREE);
+        if (r == NULL) {
+            grpcprom_buf_free(&page);
+        } else {
+            mhd.MHD_add_response_header(r, "Content-Type",
+                                        "text/plain; version=0.0.4; charset=utf-8");
+            mhd.MHD_add_response_header(r, "Cache-Control", "no-store");
+        }
+    }
+    if (r == NULL)
+        return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
+    mhd.MHD_add_response_header(r, "Connection", "close");
+    enum MHD_Result queued = mhd.MHD_queue_response(c, status, r);
+    mhd.MHD_destroy_response(r);
+    return queued;
+}
+
+/* Keeps the list of connections the sweep watches: added when libmicrohttpd
+ * takes one, removed just before it closes the socket. */
+static void track(void *cls, struct MHD_Connection *c, void **socket_context,
+                  enum MHD_ConnectionNotificationCode event)
+{
+    (void)cls;
+    struct conn *t = *socket_context;
+    if (event == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            mhd.MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (info == NULL)
+            return;
+        t = calloc(1, sizeof(*t));
+        if (t == NULL) { /* no deadline could be kept for it */
+            shutdown(info->connect_fd, SHUT_RDWR);
+            return;
+        }
+        t->fd = info->connect_fd;
+        t->accepted_ms = now_ms();
+        t->prev = newest;
+        *(newest ? &newest->next : &oldest) = t;
+        newest = t;
+        conns++;
+        *socket_context = t;
+    } else if (event == MHD_CONNECTION_NOTIFY_CLOSED && t != NULL) {
+        *(t->prev ? &t->prev->next : &oldest) = t->next;
+        *(t->next ? &t->next->prev : &newest) = t->prev;
+        conns--;
+        closing_conns -= t->closing;
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+/* Deadlines are totals, not per read: a request head must be in within
+ * REQUEST_MS of accept and the connection is over after TOTAL_MS, however
+ * slowly bytes trickle. While the page is nearly full, the oldest connections
+ * without a request get only CROWDED_REQUEST_MS, so more idle clients than
+ * slots keep a scrape out briefly, at a bounded cost in reconnections. Shutting
+ * a socket down makes libmicrohttpd see its end and close it. Returns the
+ * milliseconds until the next deadline, at most MAX_WAIT_MS. */
+static int sweep(int64_t now)
+{
+    int64_t wait = MAX_WAIT_MS;
+    for (struct conn *t = oldest; t != NULL; t = t->next) {
+        if (t->closing)
+            continue;
+        bool crowded = conns - closing_conns > max_conns - max_conns / 8;
+        int64_t left = (t->requested ? TOTAL_MS : crowded ? CROWDED_REQUEST_MS : REQUEST_MS) -
+                       (now - t->accepted_ms);
+        if (left <= 0) {
+            shutdown(t->fd, SHUT_RDWR);
+            t->closing = true;
+            closing_conns++;
+        } else if (left < wait) {
+            wait = left;
+        }
+    }
+    return (int)wait;
+}
+
+/* Opens the listening socket; 0 or an errno value. Under the lock that fork
+ * takes, so a child never gets a socket it does not know to close. */
+static int listen_on_page_address(void)
+{
+    pthread_mutex_lock(&listen_lock);
+    int err = 0, one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (const struct sockaddr *)&page_addr, sizeof(page_addr)) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
+        err = errno;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    listen_fd = fd;
+    pthread_mutex_unlock(&listen_lock);
+    if (err == 0)
+        log_msg(LOG_INFO, "metrics page on http://%s/metrics", page_listen);
+    return err;
+}
+
+/* Hands waiting connections to libmicrohttpd, a batch at a time so that the
+ * sweep runs between batches, and only as many as it has room for (the rest
+ * wait in the backlog rather than be closed). false when the process is out
+ * of fds or memory: the caller then pauses accepting instead of spinning. */
+static bool accept_new(void)
+{
+    for (int i = 0; i < ACCEPT_BATCH && conns < max_conns; i++) {
+        struct sockaddr_in addr;
+        socklen_t len = sizeof(addr);
+        int fd = accept4(listen_fd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return !(errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
+        if (!access_list_allows(&allow, ntohl(addr.sin_addr.s_addr))) {
+            close(fd); /* refused before a byte of it is read */
+            continue;
+        }
+        mhd.MHD_add_connection(page_daemon, fd, (struct sockaddr *)&addr, len); /* closes fd on failure */
+    }
+    return true;
+}
+
+/* The page thread: binds (retrying while the address is taken), then serves
+ * forever; every wait is at most MAX_WAIT_MS. Nothing ever stops or joins
+ * it: at exit the kernel ends it with the process, so it never delays an
+ * exit. Until then, while the host's atexit handlers and library destructors
+ * run, it touches only what nothing tears down: the region (mapped once,
+ * never unmapped), its own heap, and libmicrohttpd's daemon, never stopped
+ * (the library's destructor only deinitialises GnuTLS, which a plain-HTTP
+ * daemon never uses). */
+static void *serve(void *arg)
+{
+    (void)arg;
+    int epoll_fd = mhd.MHD_get_daemon_info(page_daemon, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd;
+    int64_t next_bind = now_ms() + RETRY_BIND_MS, accept_after = 0;
+    for (;;) {
+        int64_t now = now_ms();
+        if (listen_fd < 0 && now >= next_bind && listen_on_page_address() != 0)
+            next_bind = now + RETRY_BIND_MS;
+        int wait = sweep(now);
+        if (listen_fd < 0 && next_bind - now < wait)
+            wait = (int)(next_bind - now);
+        MHD_UNSIGNED_LONG_LONG mhd_wait;
+        if (mhd.MHD_get_timeout(page_daemon, &mhd_wait) == MHD_YES && mhd_wait < (unsigned)wait)
+            wait = (int)mhd_wait;
+        bool accepting = listen_fd >= 0 && now >= accept_after && conns < max_conns;
+        struct pollfd fds[2] = {{epoll_fd, POLLIN, 0}, {accepting ? listen_fd : -1, POLLIN, 0}};
+        poll(fds, 2, wait);
+        if ((fds[1].revents & POLLIN) && !accept_new())
+            accept_after = now_ms() + OUT_OF_FDS_PAUSE_MS;
+        mhd.MHD_run(page_daemon);
+    }
+    return NULL;
+}
+
+/* Around fork: the socket is never half made while a process forks. */
+static void lock_listen(void)
+{
+    pthread_mutex_lock(&listen_lock);
+}
+
+static void unlock_listen(void)
+{
+    pthread_mutex_unlock(&listen_lock);
+}
+
+/* A forked child keeps no listening socket, or it would hold the port with
+ * nobody serving once the parent is gone (the page thread is not in it). */
+static void close_listen_in_child(void)
 {
     if (listen_fd >= 0)
         close(listen_fd);
     listen_fd = -1;
+    pthread_mutex_unlock(&listen_lock);
 }
 
-static int log_civetweb(const struct mg_connection *conn, const char *message)
+/* Loads libmicrohttpd; NULL or why not. It is never unloaded. */
+static const char *load_libmicrohttpd(void)
 {
-    (void)conn;
-    log_msg(LOG_INFO, "http: %s", message);
-    return 1;
+    void *lib = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL)
+        return dlerror();
+#define RESOLVE_FUNCTION(name)                                 \
+    if ((*(void **)&mhd.name = dlsym(lib, #name)) == NULL)     \
+        return dlerror();
+    MHD_FUNCTIONS(RESOLVE_FUNCTION)
+    return NULL;
 }
 
-int page_start(const char *listen, const struct grpcprom_header *region)
+/* Loads the credentials the settings name. A file that cannot be loaded
+ * leaves the page refusing every request: it was meant to be closed. */
+static void load_credentials(const struct page_access *access)
+{
+    const char *basic = access->basic_auth_file, *bearer = access->bearer_token_file;
+    const char *why;
+    if (basic && basic[0] && (why = access_load_users(basic, &users)) != NULL)
+        log_msg(LOG_ERROR, "GRPCPROM_BASIC_AUTH_FILE=\"%.100s\": %s; the page refuses every "
+                           "request until it is fixed", basic, why);
+    if (bearer && bearer[0] && (why = access_load_token(bearer, &token)) != NULL)
+        log_msg(LOG_ERROR, "GRPCPROM_BEARER_TOKEN_FILE=\"%.100s\": %s; the page refuses every "
+                           "request until it is fixed", bearer, why);
+    credentials_required = (basic && basic[0]) || (bearer && bearer[0]);
+}
+
+/* Called once, when the process starts its first gRPC server: failures
+ * only cost the page, never the server. */
+int page_start(const char *listen, const struct grpcprom_header *region,
+               const struct page_access *access)
 {
     page_region = region;
-    const char *settings[] = {
-        "listening_ports", listen,
-        "num_threads", "2",
-        "request_timeout_ms", "5000",
-        "enable_keep_alive", "no",
-        NULL,
-    };
-    struct mg_callbacks callbacks;
-    memset(&callbacks, 0, sizeof(callbacks));
-    callbacks.begin_request = handle_request;
-    callbacks.log_message = log_civetweb;
+    allow = access->allow;
+    if (access->refuse_everyone)
+        access_parse_list("-0.0.0.0/0", &allow);
+    load_credentials(access);
+    snprintf(page_listen, sizeof(page_listen), "%s", listen);
+    char *colon = strrchr(page_listen, ':');
+    page_addr.sin_family = AF_INET;
+    page_addr.sin_port = htons((uint16_t)atoi(colon + 1));
+    *colon = '\0';
+    inet_pton(AF_INET, page_listen, &page_addr.sin_addr);
+    *colon = ':';
 
-    /* Civetweb's threads inherit this mask, so the host's signals go to the
-     * host's threads; and they may not change the host's SIGPIPE. */
-    sigset_t all, saved_mask;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved_mask);
-    signals_mark_new_threads(true);
-    mg_init_library(0);
-    struct mg_context *ctx = mg_start(&callbacks, NULL, settings);
-    signals_mark_new_threads(false);
-    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
-    if (ctx == NULL) {
-        log_msg(LOG_ERROR, "cannot serve the metrics page on %s (is the port in use?); "
-                           "the server runs on without it", listen);
+    const char *why = load_libmicrohttpd();
+    if (why != NULL) {
+        log_msg(LOG_ERROR, "cannot load libmicrohttpd (%s); the server runs on without a metrics page",
+                why);
         return -1;
     }
-    listen_fd = find_listen_fd(atoi(strrchr(listen, ':') + 1));
-    pthread_atfork(NULL, NULL, close_page_in_child);
-    log_msg(LOG_INFO, "metrics page on http://%s/metrics", listen);
+    struct rlimit files;
+    max_conns = MAX_CONNECTIONS;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur / 4 < max_conns)
+        max_conns = files.rlim_cur / 4 > 8 ? (unsigned)(files.rlim_cur / 4) : 8;
+    /* External mode: libmicrohttpd starts no thread, and never calls sigaction. */
+    page_daemon = mhd.MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, NULL, NULL, answer, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, log_http, NULL, /* first, or messages about the rest go to stderr */
+        MHD_OPTION_CONNECTION_LIMIT, max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
+        MHD_OPTION_NOTIFY_CONNECTION, track, NULL,
+        MHD_OPTION_END);
+    if (page_daemon == NULL) {
+        log_msg(LOG_ERROR, "cannot start libmicrohttpd; the server runs on without a metrics page");
+        return -1;
+    }
+
+    pthread_atfork(lock_listen, unlock_listen, close_listen_in_child);
+    int err = listen_on_page_address();
+    if (err != 0)
+        log_msg(LOG_WARN, "cannot serve the metrics page on %s (%s); counting goes on and the "
+                          "page is served once the address is free (trying every 2 s)",
+                page_listen, strerror(err));
+
+    /* The host's signals go to the host's threads. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setsigmask_np(&attr, &all);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, serve, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        log_msg(LOG_ERROR, "cannot start the metrics page's thread (%s); the server runs on "
+                           "without it", strerror(rc));
+        lock_listen();
+        if (listen_fd >= 0)
+            close(listen_fd);
+        listen_fd = -1;
+        unlock_listen();
+        return -1;
+    }
     return 0;
 }

@@ -220,7 +220,11 @@ EXPORT void grpc_server_start(grpc_server *server)
     real_server_start(server);
     if (!server_active() || options.listen[0] == '\0' || atomic_exchange(&page_started, true))
         return;
-    page_start(options.listen, region);
+    struct page_access access = {.allow = options.allow,
+                                 .basic_auth_file = options.basic_auth_file,
+                                 .bearer_token_file = options.bearer_token_file,
+                                 .refuse_everyone = options.refuse_everyone};
+    page_start(options.listen, region, &access);
 }
 
 /* grpc::ServerBuilder::RegisterService(grpc::Service*) */

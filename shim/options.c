@@ -27,7 +27,7 @@ static const char *parse_disable(const char *text, struct options *o)
     return parse_bool(text, &o->disable);
 }
 
-/* "none", "PORT" or "IPv4:PORT"; civetweb here has no IPv6 and takes no names. */
+/* "none", "PORT" or "IPv4:PORT": the page listens on IPv4 and takes no names. */
 static const char *parse_listen(const char *text, struct options *o)
 {
     if (strcmp(text, "none") == 0) {
@@ -119,17 +119,47 @@ static const char *parse_max_calls(const char *text, struct options *o)
     return parse_count(text, 1000000, &o->max_calls) ? NULL : "expected a number from 1 to 1000000";
 }
 
+static const char *parse_allow(const char *text, struct options *o)
+{
+    return access_parse_list(text, &o->allow);
+}
+
+/* An absolute path, or "" for none. */
+static const char *parse_path(const char *text, char *out, size_t room)
+{
+    if (text[0] != '\0' && (text[0] != '/' || strlen(text) >= room))
+        return "expected an absolute path of a file";
+    snprintf(out, room, "%s", text);
+    return NULL;
+}
+
+static const char *parse_basic_auth_file(const char *text, struct options *o)
+{
+    return parse_path(text, o->basic_auth_file, sizeof(o->basic_auth_file));
+}
+
+static const char *parse_bearer_token_file(const char *text, struct options *o)
+{
+    return parse_path(text, o->bearer_token_file, sizeof(o->bearer_token_file));
+}
+
+/* A bad value keeps the default, except where the default would open what
+ * the value meant to close (`fails_closed`): then the page refuses everyone. */
 static const struct {
     const char *name;
     const char *default_text;
     option_parser parse;
+    bool fails_closed;
 } option_table[] = {
-    {"GRPCPROM_DISABLE", "0", parse_disable},
-    {"GRPCPROM_LOG", "warn", parse_log},
-    {"GRPCPROM_LISTEN", "0.0.0.0:9091", parse_listen},
-    {"GRPCPROM_BUCKETS", ".005,.01,.025,.05,.1,.25,.5,1,2.5,5,10", parse_buckets},
-    {"GRPCPROM_MAX_METHODS", "1000", parse_max_methods},
-    {"GRPCPROM_MAX_CALLS", "16384", parse_max_calls},
+    {"GRPCPROM_DISABLE", "0", parse_disable, false},
+    {"GRPCPROM_LOG", "warn", parse_log, false},
+    {"GRPCPROM_LISTEN", "0.0.0.0:9091", parse_listen, false},
+    {"GRPCPROM_BUCKETS", ".005,.01,.025,.05,.1,.25,.5,1,2.5,5,10", parse_buckets, false},
+    {"GRPCPROM_MAX_METHODS", "1000", parse_max_methods, false},
+    {"GRPCPROM_MAX_CALLS", "16384", parse_max_calls, false},
+    {"GRPCPROM_ALLOW", "", parse_allow, true},
+    {"GRPCPROM_BASIC_AUTH_FILE", "", parse_basic_auth_file, true},
+    {"GRPCPROM_BEARER_TOKEN_FILE", "", parse_bearer_token_file, true},
 };
 
 void options_load(struct options *o, const char *(*lookup)(const char *name))
@@ -142,9 +172,14 @@ void options_load(struct options *o, const char *(*lookup)(const char *name))
         if (text == NULL)
             continue;
         const char *problem = option_table[i].parse(text, o);
-        if (problem)
+        if (problem && option_table[i].fails_closed) {
+            o->refuse_everyone = true;
+            log_msg(LOG_ERROR, "%s=\"%.100s\": %s; the page refuses every request until it is fixed",
+                    option_table[i].name, text, problem);
+        } else if (problem) {
             log_msg(LOG_ERROR, "%s=\"%.100s\": %s; using the default %s",
                     option_table[i].name, text, problem, option_table[i].default_text);
+        }
     }
     log_set_level(o->log_level);
 }

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 
+#include "access.h"
 #include "log.h"
 #include "region.h"
 
@@ -15,6 +16,10 @@ struct options {
     enum log_level log_level;                  /* GRPCPROM_LOG */
     unsigned max_methods;                      /* GRPCPROM_MAX_METHODS: region capacity */
     unsigned max_calls;                        /* GRPCPROM_MAX_CALLS: calls followed at once */
+    struct access_list allow;                  /* GRPCPROM_ALLOW: who may connect to the page */
+    char basic_auth_file[256];                 /* GRPCPROM_BASIC_AUTH_FILE, "" = none */
+    char bearer_token_file[256];               /* GRPCPROM_BEARER_TOKEN_FILE, "" = none */
+    bool refuse_everyone;                      /* one of the three above was unusable */
 };
 
 /* Fills `o` from `lookup` (getenv, or a test's table). A bad value logs one

@@ -3,10 +3,12 @@
 # stdout; bad settings print one line and keep the defaults.
 import os
 import subprocess
+import time
 
 import pytest
 
-from harness import SHIM, Server, echo_client, free_port, http_get, parse_page, scrape
+from harness import SHIM, Server, echo_client, echo_series, expected_series, free_port, http_get, \
+    nonzero, parse_page, scrape
 
 INSPECT = r"""
 import os
@@ -68,15 +70,22 @@ def test_the_page_serves_only_metrics():
         status, headers, body = http_get(s.url())
         assert status == 200
         assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert headers["Cache-Control"] == "no-store" and headers["Connection"] == "close"
+        assert int(headers["Content-Length"]) == len(body.encode())
         assert body.endswith("\n") and "\r" not in body
         status, headers, body = http_get(s.url(), method="HEAD")
         assert status == 200 and body == "" and int(headers["Content-Length"]) > 0
-        for path in ("/", "/metrics/", "/metricsx", "/../../etc/passwd", "/etc/passwd", "/index.html"):
-            status, _, body = http_get(s.url(path))
+        assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        for path in ("/", "/metrics/", "/metricsx", "/../../etc/passwd", "/etc/passwd", "/index.html",
+                     "/metrics/../../etc/passwd", "/%2e%2e/etc/passwd"):
+            status, headers, body = http_get(s.url(path))
             assert status == 404, path
-            assert "root:" not in body
-        for method in ("POST", "PUT", "DELETE"):
-            assert http_get(s.url(), method=method)[0] == 405, method
+            assert headers["Content-Type"] == "text/plain; charset=utf-8"
+            assert "root:" not in body and 0 < len(body) < 100
+        for method in ("POST", "PUT", "DELETE", "OPTIONS", "PATCH"):
+            status, headers, _ = http_get(s.url(), method=method)
+            assert status == 405, method
+            assert headers["Allow"] == "GET, HEAD"
     finally:
         s.stop()
 
@@ -167,10 +176,21 @@ def test_a_taken_port_leaves_the_server_serving():
     first = Server("sync", metrics_port=port)
     second = Server("sync", metrics_port=port)
     try:
-        echo_client.run_mix(second.target)
+        result = echo_client.run_mix(second.target)
         assert http_get(first.url())[0] == 200
+        first.stop()
+        # The second server binds within one retry (2 s) and shows the calls made meanwhile.
+        deadline = time.time() + 5
+        while True:
+            try:
+                page = scrape(port)
+                break
+            except (AssertionError, OSError):
+                assert time.time() < deadline, "no page after the first server exited"
+                time.sleep(0.1)
+        assert nonzero(echo_series(parse_page(page))) == expected_series(result)
     finally:
         first.stop()
         code, err = second.stop()
     assert code == 0
-    assert "cannot serve the metrics page" in err and len(err.splitlines()) == 1
+    assert "cannot serve the metrics page" in err and len(err.splitlines()) == 1, err

@@ -95,5 +95,19 @@ int main(void)
         load_with(&o, counts[i].name, counts[i].text);
         CHECK_INT(*(unsigned *)((char *)&o + counts[i].field), counts[i].want);
     }
+
+    /* Access settings: a bad one refuses everyone rather than open the page. */
+    load_with(&o, "GRPCPROM_ALLOW", "-0.0.0.0/0,+10.0.0.0/8");
+    CHECK_INT(o.allow.count, 2);
+    CHECK(!o.refuse_everyone);
+    load_with(&o, "GRPCPROM_ALLOW", "10.0.0.0/8");
+    CHECK_INT(o.allow.count, 0);
+    CHECK(o.refuse_everyone);
+    load_with(&o, "GRPCPROM_BASIC_AUTH_FILE", "/etc/grpcprom/users");
+    CHECK_STR(o.basic_auth_file, "/etc/grpcprom/users");
+    CHECK(!o.refuse_everyone);
+    load_with(&o, "GRPCPROM_BEARER_TOKEN_FILE", "token.txt");
+    CHECK_STR(o.bearer_token_file, "");
+    CHECK(o.refuse_everyone);
     CHECK_DONE();
 }
