@@ -1,10 +1,14 @@
 # harness.py: starts the test servers under the shim and reads their pages.
+import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -137,3 +141,35 @@ def wait_stable(port, settle=0.3, timeout=10.0):
             return now
         last = now
     raise AssertionError("the page did not settle within %.0f s" % timeout)
+
+
+def prometheus_up(metrics_port, job_extra="", timeout=40):
+    """Lets a real Prometheus scrape the page every second, with `job_extra`
+    (YAML lines of the scrape job, such as credentials); returns the value of
+    its up series for the job ("1", "0"), or None if it never had one."""
+    prom_port = free_port()
+    workdir = tempfile.mkdtemp(prefix="grpcprom-prom-")
+    config = os.path.join(workdir, "prometheus.yml")
+    with open(config, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: grpc\n%s"
+                "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % (job_extra, metrics_port))
+    prom = subprocess.Popen(["prometheus", "--config.file=" + config, "--storage.tsdb.path=" + workdir,
+                             "--web.listen-address=127.0.0.1:%d" % prom_port],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            time.sleep(1)
+            try:
+                status, _, body = http_get("http://127.0.0.1:%d/api/v1/query?query=%s"
+                                           % (prom_port, urllib.parse.quote('up{job="grpc"}')))
+            except OSError:
+                continue
+            result = json.loads(body)["data"]["result"] if status == 200 else []
+            if result:
+                return result[0]["value"][1]
+        return None
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+        shutil.rmtree(workdir)

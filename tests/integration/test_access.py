@@ -3,18 +3,14 @@
 # from a file; each allowing and refusing, and a real Prometheus scraping
 # through each kind of credentials.
 import base64
-import json
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
-import urllib.parse
 
 import pytest
 
-from harness import Server, echo_client, free_port, http_get
+from harness import Server, echo_client, prometheus_up
 
 SECRET_HASH = "$2b$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a"  # bcrypt of "secret"
 
@@ -123,45 +119,15 @@ def test_unreadable_credentials_refuse_every_request(secrets):
     assert err.count("\n") == 1 and "/nonexistent/users" in err
 
 
-def prometheus_scrape_up(metrics_port, auth_yaml):
-    """A real Prometheus scrapes the page with the given credentials; returns up."""
-    prom_port = free_port()
-    workdir = tempfile.mkdtemp(prefix="grpcprom-prom-")
-    config = os.path.join(workdir, "prometheus.yml")
-    with open(config, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: grpc\n%s"
-                "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % (auth_yaml, metrics_port))
-    prom = subprocess.Popen(["prometheus", "--config.file=" + config, "--storage.tsdb.path=" + workdir,
-                             "--web.listen-address=127.0.0.1:%d" % prom_port],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 40
-        while time.time() < deadline:
-            time.sleep(1)
-            try:
-                status, _, body = http_get("http://127.0.0.1:%d/api/v1/query?query=%s"
-                                           % (prom_port, urllib.parse.quote('up{job="grpc"}')))
-            except OSError:
-                continue
-            result = json.loads(body)["data"]["result"] if status == 200 else []
-            if result:
-                return result[0]["value"][1]
-        return None
-    finally:
-        prom.terminate()
-        prom.wait(timeout=30)
-        shutil.rmtree(workdir)
-
-
 def test_prometheus_scrapes_through_basic_auth_and_bearer(secrets):
     users, token_file = secrets
     s = Server("sync", env={"GRPCPROM_BASIC_AUTH_FILE": users, "GRPCPROM_BEARER_TOKEN_FILE": token_file})
     try:
-        assert prometheus_scrape_up(s.metrics_port, "    basic_auth:\n      username: alice\n"
+        assert prometheus_up(s.metrics_port, "    basic_auth:\n      username: alice\n"
                                                     "      password: secret\n") == "1"
-        assert prometheus_scrape_up(s.metrics_port, "    authorization:\n      credentials_file: %s\n"
+        assert prometheus_up(s.metrics_port, "    authorization:\n      credentials_file: %s\n"
                                     % token_file) == "1"
-        assert prometheus_scrape_up(s.metrics_port, "    basic_auth:\n      username: alice\n"
+        assert prometheus_up(s.metrics_port, "    basic_auth:\n      username: alice\n"
                                                     "      password: wrong\n") == "0"
     finally:
         code, err = s.stop()

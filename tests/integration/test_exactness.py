@@ -2,9 +2,7 @@
 import json
 import os
 import resource
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -13,8 +11,8 @@ import urllib.request
 import grpc
 import pytest
 
-from harness import BUILD, SHIM, Server, echo_client, echo_series, expected_series, free_port, \
-    http_get, nonzero, parse_page, scrape, wait_stable
+from harness import BUILD, SHIM, Server, echo_client, echo_series, expected_series, \
+    nonzero, parse_page, prometheus_up, scrape, wait_stable
 from test_host import listening_ports
 
 CLIENT_CC = os.path.join(BUILD, "tests", "client", "echo_client_cc")
@@ -162,39 +160,6 @@ def stable_raw_page(port, settle=0.3, timeout=10.0):
             return now
         last = now
     raise AssertionError("the page did not settle within %.0f s" % timeout)
-
-
-def prometheus_up(metrics_port, timeout=40):
-    """Lets a real Prometheus scrape the page; returns the value of its up series."""
-    prom_port = free_port()
-    workdir = tempfile.mkdtemp(prefix="grpcprom-prom-")
-    config = os.path.join(workdir, "prometheus.yml")
-    with open(config, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n"
-                "  - job_name: grpc\n    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
-                % metrics_port)
-    prom = subprocess.Popen(["prometheus", "--config.file=" + config, "--storage.tsdb.path=" + workdir,
-                             "--web.listen-address=127.0.0.1:%d" % prom_port],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + timeout
-        up = None
-        while time.time() < deadline:
-            time.sleep(1)
-            try:
-                status, _, body = http_get("http://127.0.0.1:%d/api/v1/query?query=%s"
-                                           % (prom_port, urllib.parse.quote('up{job="grpc"}')))
-            except OSError:
-                continue
-            result = json.loads(body)["data"]["result"] if status == 200 else []
-            if result:
-                up = result[0]["value"][1]
-                break
-        return up
-    finally:
-        prom.terminate()
-        prom.wait(timeout=30)
-        shutil.rmtree(workdir)
 
 
 def escaped(value):

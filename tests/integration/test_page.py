@@ -33,7 +33,22 @@ def more_files():
     resource.setrlimit(resource.RLIMIT_NOFILE, saved)
 
 
-class SlowClients:
+class Background:
+    """Runs self._run in a thread while in a with block; _run ends once
+    self._stop is set."""
+
+    def __enter__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+
+class SlowClients(Background):
     """n connections from 127.0.0.1 that each send one byte of an endless
     request line a second ("byte") or nothing ("nothing"); whichever the server
     closes is opened again at once. Runs in a thread until stop()."""
@@ -43,16 +58,6 @@ class SlowClients:
         self.lifetimes = []    # seconds from connect to the server's close
         self.up = 0            # connected now
         self.max_up = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
 
     def wait_up(self, n, timeout=10):
         deadline = time.monotonic() + timeout
@@ -147,21 +152,11 @@ def assert_page(port):
     return elapsed
 
 
-class Sampler:
+class Sampler(Background):
     """The server's thread count and RSS (kB), every 0.2 s."""
 
     def __init__(self, pid):
         self.pid, self.threads, self.rss = pid, [], []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
 
     def sample(self):
         self.threads.append(len(os.listdir("/proc/%d/task" % self.pid)))
