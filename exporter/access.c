@@ -7,12 +7,18 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define ACCESS_FILE_MAX 65536     /* a credentials file larger than this is refused */
 #define ACCESS_FIELD_MAX 1024     /* a user, password, hash or token */
 #define ACCESS_CRYPT_DATA 65536   /* libxcrypt's struct crypt_data is 32 KiB */
+#define ACCESS_MAX_COST 12        /* bcrypt cost: 2^12 rounds take about 0.25 s here */
+#define ACCESS_HASHES_PER_S 5     /* bcrypt checks the page thread makes per second */
 
 const char *access_parse_list(const char *text, struct access_list *out)
 {
@@ -76,19 +82,34 @@ struct access_users {
     char last_good[2 * ACCESS_FIELD_MAX + 2]; /* "user:password" last verified */
 };
 
-/* Reads a small file whole, NUL-terminated: NULL, or what is wrong. */
+/* Reads a small regular file whole, NUL-terminated: NULL, or what is
+ * wrong. It never waits (a FIFO is refused, not read). */
 static const char *read_small_file(const char *path, char **text, size_t *len)
 {
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
         return "cannot open it";
-    char *buf = malloc(ACCESS_FILE_MAX + 1);
-    size_t n = buf ? fread(buf, 1, ACCESS_FILE_MAX + 1, f) : 0;
-    bool failed = buf == NULL || ferror(f);
-    fclose(f);
-    if (failed || n > ACCESS_FILE_MAX) {
+    struct stat st;
+    char *buf = NULL;
+    const char *problem = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        problem = "it is not a regular file";
+    else if (st.st_size > ACCESS_FILE_MAX)
+        problem = "it is larger than 64 KiB";
+    else if ((buf = malloc((size_t)st.st_size + 1)) == NULL)
+        problem = "out of memory";
+    size_t n = 0;
+    while (problem == NULL && n < (size_t)st.st_size) {
+        ssize_t got = read(fd, buf + n, (size_t)st.st_size - n);
+        if (got <= 0)
+            problem = "cannot read it";
+        else
+            n += (size_t)got;
+    }
+    close(fd);
+    if (problem) {
         free(buf);
-        return failed ? "cannot read it" : "it is larger than 64 KiB";
+        return problem;
     }
     buf[n] = '\0';
     *text = buf;
@@ -99,7 +120,13 @@ static const char *read_small_file(const char *path, char **text, size_t *len)
 static bool is_bcrypt(const char *hash)
 {
     return strlen(hash) == 60 && hash[0] == '$' && hash[1] == '2' &&
-           (hash[2] == 'a' || hash[2] == 'b' || hash[2] == 'y') && hash[3] == '$';
+           (hash[2] == 'a' || hash[2] == 'b' || hash[2] == 'y') && hash[3] == '$' &&
+           hash[4] >= '0' && hash[4] <= '9' && hash[5] >= '0' && hash[5] <= '9' && hash[6] == '$';
+}
+
+static int bcrypt_cost(const char *hash)
+{
+    return (hash[4] - '0') * 10 + (hash[5] - '0');
 }
 
 const char *access_load_users(const char *path, struct access_users **out)
@@ -123,6 +150,8 @@ const char *access_load_users(const char *path, struct access_users **out)
             problem = "expected user:hash lines";
         else if (!is_bcrypt(colon + 1))
             problem = "the hashes must be bcrypt ($2y$, $2b$ or $2a$; htpasswd -B makes them)";
+        else if (bcrypt_cost(colon + 1) > ACCESS_MAX_COST)
+            problem = "a bcrypt cost above 12 would stall the page (htpasswd -B -C 10)";
         else if (u->count == ACCESS_MAX_USERS)
             problem = "it names more than 100 users";
         else {
@@ -163,7 +192,10 @@ const char *access_load_token(const char *path, char **out)
     const char *problem = read_small_file(path, out, &len);
     if (problem)
         return problem;
-    (*out)[strcspn(*out, "\r\n")] = '\0';
+    size_t n = strcspn(*out, "\r\n");
+    while (n > 0 && ((*out)[n - 1] == ' ' || (*out)[n - 1] == '\t'))
+        n--; /* as Prometheus trims its credentials_file */
+    (*out)[n] = '\0';
     if ((*out)[0] == '\0' || strlen(*out) >= ACCESS_FIELD_MAX) {
         free(*out);
         *out = NULL;
@@ -227,8 +259,25 @@ static const char *hash_of(const struct access_users *u, const char *user)
     return NULL;
 }
 
-/* bcrypt takes tens of milliseconds on purpose: the credentials verified
- * last are remembered, so a scrape every few seconds costs one compare. */
+/* bcrypt takes tens of milliseconds on purpose, on the page's one thread:
+ * at most ACCESS_HASHES_PER_S checks a second, so a client guessing
+ * passwords cannot keep the page from answering scrapes. */
+static bool may_hash(void)
+{
+    static int64_t second;
+    static int checks;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ts.tv_sec != second) {
+        second = ts.tv_sec;
+        checks = 0;
+    }
+    return checks++ < ACCESS_HASHES_PER_S;
+}
+
+/* The credentials verified last are remembered, so a scrape every few
+ * seconds costs one compare. An unknown user is hashed against a known
+ * user's hash, so the time taken does not tell which users exist. */
 static bool basic_ok(struct access_users *u, const char *encoded)
 {
     char pair[2 * ACCESS_FIELD_MAX + 2];
@@ -242,10 +291,10 @@ static bool basic_ok(struct access_users *u, const char *encoded)
         return false;
     *colon = '\0';
     const char *hash = hash_of(u, pair);
-    if (hash == NULL)
+    if (!may_hash())
         return false;
-    const char *got = u->crypt_r(colon + 1, hash, u->crypt_data);
-    bool ok = got && same_secret(got, strlen(got), hash, strlen(hash));
+    const char *got = u->crypt_r(colon + 1, hash ? hash : u->hash[0], u->crypt_data);
+    bool ok = hash && got && same_secret(got, strlen(got), hash, strlen(hash));
     *colon = ':';
     if (ok)
         memcpy(u->last_good, pair, (size_t)n + 1);

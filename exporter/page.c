@@ -33,6 +33,8 @@ enum {
     MAX_CONNECTIONS = 512,  /* and at most a quarter of the fd limit */
     RETRY_BIND_MS = 2000,
     MAX_WAIT_MS = 1000,
+    PAGE_FRESH_MS = 100,    /* requests this close to a rendering share it */
+    PAGE_COPIES = 8,        /* rendered pages alive at once, held by slow readers */
     ACCEPT_BATCH = 16,
     OUT_OF_FDS_PAUSE_MS = 100,
 };
@@ -42,8 +44,9 @@ enum {
 #define MHD_FUNCTIONS(X)                                                               \
     X(MHD_start_daemon) X(MHD_run) X(MHD_get_timeout) X(MHD_get_daemon_info)           \
     X(MHD_add_connection) X(MHD_get_connection_info) X(MHD_create_response_from_buffer) \
+    X(MHD_create_response_from_buffer_with_free_callback)                              \
     X(MHD_add_response_header) X(MHD_queue_response) X(MHD_destroy_response)         \
-    X(MHD_lookup_connection_value)
+    X(MHD_lookup_connection_value) X(MHD_set_panic_func)
 #define DECLARE_FUNCTION(name) __typeof__(name) *name;
 static struct {
     MHD_FUNCTIONS(DECLARE_FUNCTION)
@@ -67,6 +70,7 @@ static char page_listen[64];
 static struct sockaddr_in page_addr;
 static struct MHD_Daemon *page_daemon;
 static struct conn *oldest, *newest;
+static __thread bool on_page_thread;
 static unsigned conns, closing_conns; /* in the list; of which closing */
 static unsigned max_conns;
 /* The listening socket, ours alone (libmicrohttpd only gets accepted ones).
@@ -112,6 +116,44 @@ static struct MHD_Response *plain_text(const char *body)
     return r;
 }
 
+static struct MHD_Response *newest_page; /* our reference to the last rendering */
+static int64_t newest_page_ms;
+static unsigned page_copies;             /* renderings not yet freed */
+
+static void free_page(void *data)
+{
+    free(data);
+    page_copies--;
+}
+
+/* The page, as one response that requests share: a flood of requests
+ * renders at most one page per PAGE_FRESH_MS, and clients that never read
+ * hold shared copies, at most PAGE_COPIES of them (then the newest is
+ * served, a little older). NULL only when no page could ever be made. */
+static struct MHD_Response *page_response(void)
+{
+    int64_t now = now_ms();
+    if (newest_page && (now - newest_page_ms < PAGE_FRESH_MS || page_copies >= PAGE_COPIES))
+        return newest_page;
+    struct grpcprom_buf page = {0};
+    struct MHD_Response *r = NULL;
+    if (grpcprom_render(page_region, &page) == 0)
+        r = mhd.MHD_create_response_from_buffer_with_free_callback(page.len, page.data, free_page);
+    if (r == NULL) {
+        grpcprom_buf_free(&page);
+        return newest_page;
+    }
+    page_copies++;
+    mhd.MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    mhd.MHD_add_response_header(r, "Cache-Control", "no-store");
+    mhd.MHD_add_response_header(r, "Connection", "close");
+    if (newest_page)
+        mhd.MHD_destroy_response(newest_page); /* freed once no connection holds it */
+    newest_page = r;
+    newest_page_ms = now;
+    return r;
+}
+
 /* Answers every request in its first call, before any body is read (which
  * libmicrohttpd then discards, closing the connection): GET or HEAD /metrics
  * gets the page, other paths 404, other methods 405. Nothing comes from disk. */
@@ -127,7 +169,6 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 
     struct MHD_Response *r;
     unsigned status;
-    struct grpcprom_buf page = {0};
     if (credentials_required &&
         !access_authorized(users, token,
                            mhd.MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
@@ -145,21 +186,10 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
         r = plain_text("Method not allowed\n");
         if (r != NULL)
             mhd.MHD_add_response_header(r, "Allow", "GET, HEAD");
-    } else if (grpcprom_render(page_region, &page) != 0) {
-        grpcprom_buf_free(&page);
-        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        r = plain_text("Out of memory\n");
     } else {
         /* HEAD gets the same Content-Length; libmicrohttpd leaves the body out. */
-        status = MHD_HTTP_OK;
-        r = mhd.MHD_create_response_from_buffer(page.len, page.data, MHD_RESPMEM_MUST_FREE);
-        if (r == NULL) {
-            grpcprom_buf_free(&page);
-        } else {
-            mhd.MHD_add_response_header(r, "Content-Type",
-                                        "text/plain; version=0.0.4; charset=utf-8");
-            mhd.MHD_add_response_header(r, "Cache-Control", "no-store");
-        }
+        r = page_response();
+        return r ? mhd.MHD_queue_response(c, MHD_HTTP_OK, r) : MHD_NO;
     }
     if (r == NULL)
         return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
@@ -284,6 +314,7 @@ static bool accept_new(void)
 static void *serve(void *arg)
 {
     (void)arg;
+    on_page_thread = true;
     int epoll_fd = mhd.MHD_get_daemon_info(page_daemon, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd;
     int64_t next_bind = now_ms() + RETRY_BIND_MS, accept_after = 0;
     for (;;) {
@@ -296,6 +327,8 @@ static void *serve(void *arg)
         MHD_UNSIGNED_LONG_LONG mhd_wait;
         if (mhd.MHD_get_timeout(page_daemon, &mhd_wait) == MHD_YES && mhd_wait < (unsigned)wait)
             wait = (int)mhd_wait;
+        if (listen_fd >= 0 && accept_after > now && accept_after - now < wait)
+            wait = (int)(accept_after - now);
         bool accepting = listen_fd >= 0 && now >= accept_after && conns < max_conns;
         struct pollfd fds[2] = {{epoll_fd, POLLIN, 0}, {accepting ? listen_fd : -1, POLLIN, 0}};
         poll(fds, 2, wait);
@@ -355,6 +388,20 @@ static void load_credentials(const struct page_access *access)
     credentials_required = (basic && basic[0]) || (bearer && bearer[0]);
 }
 
+/* libmicrohttpd calls this for states it cannot go on from (a socket it
+ * cannot close, say, because host code closed it): on the page's thread the
+ * page ends and the host runs on; elsewhere (never, as only that thread
+ * calls the library) it aborts, as the library would. It must not return. */
+static void page_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+    (void)cls;
+    log_msg(LOG_ERROR, "the metrics page stops: libmicrohttpd failed at %s:%u (%s)",
+            file ? file : "?", line, reason ? reason : "?");
+    if (on_page_thread)
+        pthread_exit(NULL);
+    abort();
+}
+
 /* Called once, when the process starts its first gRPC server: failures
  * only cost the page, never the server. */
 int page_start(const char *listen, const struct grpcprom_header *region,
@@ -379,6 +426,7 @@ int page_start(const char *listen, const struct grpcprom_header *region,
                 why);
         return -1;
     }
+    mhd.MHD_set_panic_func(page_panic, NULL); /* libmicrohttpd's alone: only the page uses it */
     struct rlimit files;
     max_conns = MAX_CONNECTIONS;
     if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur / 4 < max_conns)
@@ -404,9 +452,13 @@ int page_start(const char *listen, const struct grpcprom_header *region,
                           "page is served once the address is free (trying every 2 s)",
                 page_listen, strerror(err));
 
-    /* The host's signals go to the host's threads. */
+    /* The host's signals go to the host's threads. A fault of our own must
+     * still reach the host's handlers (a blocked SIGSEGV kills outright). */
     sigset_t all;
     sigfillset(&all);
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
+    for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+        sigdelset(&all, faults[i]);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -239,6 +239,38 @@ def holds(pid, port, peer_port):
     return False
 
 
+def rss_kb(pid):
+    return int(open("/proc/%d/status" % pid).read().split("VmRSS:")[1].split()[0])
+
+
+def test_readers_that_never_read_share_the_page():
+    """200 clients ask for a large page (2,000 methods) and never read it: they
+    share a few renderings instead of holding one each, so the host's memory
+    stays bounded, and a normal scrape still answers."""
+    s = Server("c", env={"GRPCPROM_MAX_METHODS": "3000"}, args=["--extra-methods", "2000"])
+    sockets = []
+    try:
+        page_bytes = len(get(s.metrics_port, timeout=10)[2])
+        assert page_bytes > 2000 * 4000, page_bytes
+        before = rss_kb(s.proc.pid)
+        for i in range(200):
+            c = socket.create_connection(("127.0.0.1", s.metrics_port), timeout=5)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            sockets.append(c)
+            if i % 20 == 0:
+                time.sleep(0.15)  # spread over more than one rendering
+        time.sleep(0.5)
+        grown_kb = rss_kb(s.proc.pid) - before
+        # One copy each would be 200 pages; at most 8 renderings may live.
+        assert grown_kb * 1024 < 12 * page_bytes, (grown_kb, page_bytes)
+        assert assert_page(s.metrics_port) < 1.0
+    finally:
+        for c in sockets:
+            c.close()
+        s.stop()
+
+
 def test_deadlines_are_totals_not_per_read():
     # A page of about 16 MB, so that an answer read at 500 KB/s is still being sent at the
     # total deadline.
@@ -429,12 +461,17 @@ def test_the_hosts_signals_stay_the_hosts():
             assert slow.lifetimes
         assert_page(s.metrics_port)
         assert process_signals(s.proc.pid) == process_signals(plain.proc.pid)
-        # One thread more than the host's own kinds of thread: the page's, with every signal blocked.
+        # One thread more than the host's own kinds of thread: the page's, with every
+        # signal blocked but the faults, which must reach the host's handlers.
         extra = set(signal_masks(s.proc.pid)) - set(signal_masks(plain.proc.pid))
         assert len(extra) == 1, extra
         blocked = extra.pop()
+        faults = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,
+                  signal.SIGSYS, signal.SIGABRT)
         for sig in range(1, 32):
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            if sig in faults:
+                assert not blocked & (1 << (sig - 1)), sig
+            elif sig not in (signal.SIGKILL, signal.SIGSTOP):
                 assert blocked & (1 << (sig - 1)), sig
     finally:
         plain.stop()

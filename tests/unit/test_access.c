@@ -1,6 +1,8 @@
 /* test_access.c: the page's address list, credential files and checks. */
 #include <arpa/inet.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -88,13 +90,52 @@ static void test_basic(void)
     CHECK(access_load_users(file_with("alice:secret\n"), &none) != NULL);
     CHECK(access_load_users(file_with("# nobody\n\n"), &none) != NULL);
     CHECK(access_load_users(file_with(":" SECRET_HASH "\n"), &none) != NULL);
+    /* A cost that would stall the page for seconds per check. */
+    CHECK(access_load_users(file_with("alice:$2b$13$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a\n"),
+                            &none) != NULL);
+    /* A FIFO is refused at once, never waited on. */
+    char fifo[] = "/tmp/grpcprom-access-fifo-XXXXXX";
+    CHECK(mkdtemp(fifo) != NULL);
+    char fifo_path[64];
+    snprintf(fifo_path, sizeof(fifo_path), "%s/users", fifo);
+    CHECK(mkfifo(fifo_path, 0600) == 0);
+    CHECK(access_load_users(fifo_path, &none) != NULL);
+    unlink(fifo_path);
+    rmdir(fifo);
     CHECK(none == NULL);
+}
+
+/* Waits for the start of the next second of the monotonic clock. */
+static void next_second(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    time_t now = ts.tv_sec;
+    while (ts.tv_sec == now) {
+        usleep(10000);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+    }
+}
+
+/* A client guessing passwords gets five bcrypt checks a second; past that
+ * even the right password is refused until the next second. */
+static void test_guessing_budget(void)
+{
+    struct access_users *users = NULL;
+    CHECK(access_load_users(file_with("carol:" SECRET_HASH "\n"), &users) == NULL);
+    next_second();
+    for (int i = 0; i < 5; i++)
+        CHECK(!access_authorized(users, NULL, "Basic Y2Fyb2w6d3Jvbmc=")); /* carol:wrong */
+    CHECK(!access_authorized(users, NULL, "Basic Y2Fyb2w6c2VjcmV0"));     /* carol:secret */
+    next_second();
+    CHECK(access_authorized(users, NULL, "Basic Y2Fyb2w6c2VjcmV0"));
+    access_free_users(users);
 }
 
 static void test_bearer(void)
 {
     char *token = NULL;
-    CHECK(access_load_token(file_with("s3cr3t-t0ken\n"), &token) == NULL);
+    CHECK(access_load_token(file_with("s3cr3t-t0ken \t\n"), &token) == NULL);
     CHECK_STR(token, "s3cr3t-t0ken");
     CHECK(access_authorized(NULL, token, "Bearer s3cr3t-t0ken"));
     CHECK(!access_authorized(NULL, token, "Bearer s3cr3t-t0ke"));
@@ -112,6 +153,7 @@ int main(void)
     test_lists();
     test_basic();
     test_bearer();
+    test_guessing_budget();
     unlink(file_with(""));
     CHECK_DONE();
 }
