@@ -47,7 +47,9 @@ enum grpcprom_overflow_reason {
     GRPCPROM_OVERFLOW_REASONS
 };
 
-enum grpcprom_slot_state { GRPCPROM_SLOT_EMPTY = 0, GRPCPROM_SLOT_INIT = 1, GRPCPROM_SLOT_READY = 2 };
+/* A slot is READY once published; a slot filled by a claimer that lost its
+ * path to another stays EMPTY, unused. */
+enum grpcprom_slot_state { GRPCPROM_SLOT_EMPTY = 0, GRPCPROM_SLOT_READY = 2 };
 
 /* One method's counts, on whole cache lines. */
 struct grpcprom_method {

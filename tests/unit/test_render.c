@@ -250,7 +250,7 @@ static void test_full_page(void)
     add_slot(h, 1, "/grpcprom.test.Echo/Bidi",
              GRPCPROM_REGISTERED | GRPCPROM_TYPE_EXACT | GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS,
              GRPCPROM_SLOT_READY);
-    struct grpcprom_method *hidden = add_slot(h, 2, "/grpcprom.test.Echo/Hidden", 0, GRPCPROM_SLOT_INIT);
+    struct grpcprom_method *hidden = add_slot(h, 2, "/grpcprom.test.Echo/Hidden", 0, GRPCPROM_SLOT_EMPTY);
     set(&hidden->started, 9);
     set(&hidden->handled[0], 9);
     set(&grpcprom_region_methods(h)[3].started, 7); /* EMPTY slot */
