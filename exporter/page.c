@@ -1,5 +1,6 @@
-/* page.c: serves the region as the Prometheus page /metrics over HTTP, from
- * one thread of ours driving libmicrohttpd, which is loaded only then. */
+/* page.c: serves the region as the Prometheus page /metrics over HTTP or
+ * HTTPS, from one thread of ours driving libmicrohttpd, which is loaded only
+ * then. */
 #define _GNU_SOURCE
 #include "page.h"
 
@@ -11,18 +12,22 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "render.h"
+#include "tls_files.h"
 
 enum {
     REQUEST_MS = 2000,      /* from accept until the request head is in */
@@ -37,7 +42,12 @@ enum {
     PAGE_COPIES = 8,        /* rendered pages alive at once, held by slow readers */
     ACCEPT_BATCH = 16,
     OUT_OF_FDS_PAUSE_MS = 100,
+    CERT_CHECK_MS = 5000,   /* how soon a renewed certificate is served */
+    EXIT_WAIT_MS = 50,      /* at most this long at exit for the page to stop */
 };
+
+/* TLS 1.2 and 1.3 only, as Prometheus asks by default. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* The libmicrohttpd functions the page calls, resolved when the page starts:
  * the shim links none of it, so a process that never serves gRPC loads none. */
@@ -46,7 +56,8 @@ enum {
     X(MHD_add_connection) X(MHD_get_connection_info) X(MHD_create_response_from_buffer) \
     X(MHD_create_response_from_buffer_with_free_callback)                              \
     X(MHD_add_response_header) X(MHD_queue_response) X(MHD_destroy_response)         \
-    X(MHD_lookup_connection_value) X(MHD_set_panic_func)
+    X(MHD_lookup_connection_value) X(MHD_set_panic_func) X(MHD_stop_daemon)            \
+    X(MHD_is_feature_supported)
 #define DECLARE_FUNCTION(name) __typeof__(name) *name;
 static struct {
     MHD_FUNCTIONS(DECLARE_FUNCTION)
@@ -68,7 +79,17 @@ static struct access_users *users;    /* NULL: none loaded */
 static char *token;                   /* NULL: none loaded */
 static char page_listen[64];
 static struct sockaddr_in page_addr;
-static struct MHD_Daemon *page_daemon;
+/* The daemon that takes new connections (NULL while TLS is wanted and no
+ * certificate is usable: connections are then closed), and the one it
+ * replaced when the certificate was renewed, serving its last connections. */
+static struct MHD_Daemon *page_daemon, *retiring;
+static int64_t retiring_since;
+static struct tls_files tls;         /* paths NULL: no certificate to watch */
+static char last_http_message[256];  /* libmicrohttpd's latest, for our own errors */
+/* Exit: the host's atexit sets `stopping` and wakes the thread, which parks. */
+static bool page_running;
+static atomic_bool stopping, parked;
+static int wake_fd = -1;
 static struct conn *oldest, *newest;
 static __thread bool on_page_thread;
 static unsigned conns, closing_conns; /* in the list; of which closing */
@@ -94,16 +115,18 @@ static void log_http(void *cls, const char *fmt, va_list ap)
 {
     static const char *said[32];
     (void)cls;
+    va_list copy;
+    va_copy(copy, ap);
+    vsnprintf(last_http_message, sizeof(last_http_message), fmt, copy);
+    va_end(copy);
+    last_http_message[strcspn(last_http_message, "\n")] = '\0';
     size_t i = 0;
     while (i < sizeof(said) / sizeof(said[0]) && said[i] != NULL && said[i] != fmt)
         i++;
     if (i == sizeof(said) / sizeof(said[0]) || said[i] == fmt)
         return;
     said[i] = fmt;
-    char text[256];
-    vsnprintf(text, sizeof(text), fmt, ap);
-    text[strcspn(text, "\n")] = '\0';
-    log_msg(LOG_INFO, "http: %s", text);
+    log_msg(LOG_INFO, "http: %s", last_http_message);
 }
 
 /* A short text/plain answer for anything but the page itself. */
@@ -294,7 +317,7 @@ static bool accept_new(void)
         int fd = accept4(listen_fd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return !(errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
-        if (!access_list_allows(&allow, ntohl(addr.sin_addr.s_addr))) {
+        if (page_daemon == NULL || !access_list_allows(&allow, ntohl(addr.sin_addr.s_addr))) {
             close(fd); /* refused before a byte of it is read */
             continue;
         }
@@ -303,40 +326,153 @@ static bool accept_new(void)
     return true;
 }
 
+/* A libmicrohttpd daemon in external epoll mode, given accepted sockets
+ * only: it starts no thread and never calls sigaction. With a certificate
+ * and key (PEM, copied by the library), it speaks TLS. NULL on failure. */
+static struct MHD_Daemon *start_daemon(const char *cert, const char *key)
+{
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    last_http_message[0] = '\0';
+    return mhd.MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG | (cert ? MHD_USE_TLS : 0),
+        0, NULL, NULL, answer, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, log_http, NULL, /* first, or messages about the rest go to stderr */
+        MHD_OPTION_CONNECTION_LIMIT, max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
+        MHD_OPTION_NOTIFY_CONNECTION, track, NULL,
+        MHD_OPTION_ARRAY, cert ? tls_options : tls_options + 3,
+        MHD_OPTION_END);
+}
+
+/* Reads the certificate and key again when their files changed: a usable
+ * pair gets a new daemon for new connections, and the one before serves its
+ * open connections out. A pair that cannot be used is said once; the page
+ * keeps the certificate it had, or with none yet closes every connection. */
+static void reload_certificate(int64_t now)
+{
+    char *cert = NULL, *key = NULL;
+    const char *why = NULL;
+    enum tls_files_state state = tls_files_check(&tls, &cert, &key, &why);
+    if (state == TLS_FILES_UNCHANGED)
+        return;
+    struct MHD_Daemon *d = NULL;
+    if (state == TLS_FILES_CHANGED) {
+        d = start_daemon(cert, key);
+        why = last_http_message[0] ? last_http_message : "libmicrohttpd refused them";
+        free(cert);
+        explicit_bzero(key, strlen(key));
+        free(key);
+    }
+    if (d == NULL) {
+        log_msg(LOG_ERROR, "GRPCPROM_TLS_CERT=\"%.100s\", GRPCPROM_TLS_KEY=\"%.100s\": %s; %s",
+                tls.cert_path, tls.key_path, why,
+                page_daemon ? "the page keeps the certificate it had"
+                            : "the page closes every connection until they are fixed");
+        return;
+    }
+    if (retiring != NULL)
+        mhd.MHD_stop_daemon(retiring); /* renewed twice within TOTAL_MS: its clients reconnect */
+    if (page_daemon != NULL)
+        log_msg(LOG_INFO, "the metrics page serves the renewed certificate");
+    retiring = page_daemon;
+    retiring_since = now;
+    page_daemon = d;
+}
+
+/* The daemon replaced by a renewed certificate stops once its connections
+ * are done, which the sweep bounds by TOTAL_MS. */
+static void stop_retired(int64_t now)
+{
+    if (retiring == NULL)
+        return;
+    const union MHD_DaemonInfo *info =
+        mhd.MHD_get_daemon_info(retiring, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if ((info != NULL && info->num_connections == 0) || now - retiring_since > TOTAL_MS) {
+        mhd.MHD_stop_daemon(retiring);
+        retiring = NULL;
+    }
+}
+
+/* Lowers *wait to a daemon's own next timeout. */
+static void daemon_wait(struct MHD_Daemon *d, int *wait)
+{
+    MHD_UNSIGNED_LONG_LONG mhd_wait;
+    if (d != NULL && mhd.MHD_get_timeout(d, &mhd_wait) == MHD_YES && mhd_wait < (unsigned)*wait)
+        *wait = (int)mhd_wait;
+}
+
+static int daemon_epoll_fd(struct MHD_Daemon *d)
+{
+    return d ? mhd.MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd : -1;
+}
+
 /* The page thread: binds (retrying while the address is taken), then serves
- * forever; every wait is at most MAX_WAIT_MS. Nothing ever stops or joins
- * it: at exit the kernel ends it with the process, so it never delays an
- * exit. Until then, while the host's atexit handlers and library destructors
- * run, it touches only what nothing tears down: the region (mapped once,
- * never unmapped), its own heap, and libmicrohttpd's daemon, never stopped
- * (the library's destructor only deinitialises GnuTLS, which a plain-HTTP
- * daemon never uses). */
+ * until the host exits; every wait is at most MAX_WAIT_MS. At exit the
+ * host's atexit calls stop_page, and the thread parks for good before the
+ * host's earlier atexit handlers and the libraries' destructors (GnuTLS's
+ * among them) run; the kernel ends it with the process. Until then it
+ * touches only what nothing tears down: the region (mapped once, never
+ * unmapped), its own heap, and libmicrohttpd's daemons. */
 static void *serve(void *arg)
 {
     (void)arg;
     on_page_thread = true;
-    int epoll_fd = mhd.MHD_get_daemon_info(page_daemon, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd;
     int64_t next_bind = now_ms() + RETRY_BIND_MS, accept_after = 0;
-    for (;;) {
+    int64_t next_cert_check = now_ms() + CERT_CHECK_MS;
+    while (!atomic_load(&stopping)) {
         int64_t now = now_ms();
         if (listen_fd < 0 && now >= next_bind && listen_on_page_address() != 0)
             next_bind = now + RETRY_BIND_MS;
+        if (tls.cert_path != NULL && now >= next_cert_check) {
+            reload_certificate(now);
+            next_cert_check = now + CERT_CHECK_MS;
+        }
+        stop_retired(now);
         int wait = sweep(now);
         if (listen_fd < 0 && next_bind - now < wait)
             wait = (int)(next_bind - now);
-        MHD_UNSIGNED_LONG_LONG mhd_wait;
-        if (mhd.MHD_get_timeout(page_daemon, &mhd_wait) == MHD_YES && mhd_wait < (unsigned)wait)
-            wait = (int)mhd_wait;
+        daemon_wait(page_daemon, &wait);
+        daemon_wait(retiring, &wait);
         if (listen_fd >= 0 && accept_after > now && accept_after - now < wait)
             wait = (int)(accept_after - now);
         bool accepting = listen_fd >= 0 && now >= accept_after && conns < max_conns;
-        struct pollfd fds[2] = {{epoll_fd, POLLIN, 0}, {accepting ? listen_fd : -1, POLLIN, 0}};
-        poll(fds, 2, wait);
-        if ((fds[1].revents & POLLIN) && !accept_new())
+        struct pollfd fds[4] = {{daemon_epoll_fd(page_daemon), POLLIN, 0},
+                                {daemon_epoll_fd(retiring), POLLIN, 0},
+                                {accepting ? listen_fd : -1, POLLIN, 0},
+                                {wake_fd, POLLIN, 0}};
+        poll(fds, 4, wait);
+        if (atomic_load(&stopping))
+            break;
+        if ((fds[2].revents & POLLIN) && !accept_new())
             accept_after = now_ms() + OUT_OF_FDS_PAUSE_MS;
-        mhd.MHD_run(page_daemon);
+        if (page_daemon != NULL)
+            mhd.MHD_run(page_daemon);
+        if (retiring != NULL)
+            mhd.MHD_run(retiring);
     }
+    atomic_store(&parked, true);
+    for (;;)
+        pause(); /* every signal it could take is blocked: it sleeps until the process ends */
     return NULL;
+}
+
+/* At the host's exit, before the atexit handlers registered earlier than
+ * the page and before any library's destructor: the page thread stops
+ * touching libmicrohttpd and GnuTLS. It waits at most EXIT_WAIT_MS. */
+static void stop_page(void)
+{
+    if (!page_running)
+        return;
+    atomic_store(&stopping, true);
+    eventfd_write(wake_fd, 1);
+    for (int waited = 0; waited < EXIT_WAIT_MS && !atomic_load(&parked); waited++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
 }
 
 /* Around fork: the socket is never half made while a process forks. */
@@ -354,6 +490,7 @@ static void unlock_listen(void)
  * nobody serving once the parent is gone (the page thread is not in it). */
 static void close_listen_in_child(void)
 {
+    page_running = false; /* no page thread here: nothing to stop at exit */
     if (listen_fd >= 0)
         close(listen_fd);
     listen_fd = -1;
@@ -402,6 +539,36 @@ static void page_panic(void *cls, const char *file, unsigned int line, const cha
     abort();
 }
 
+/* The first daemon: plain HTTP, or HTTPS with the named certificate and
+ * key. false only when the page cannot run at all. A TLS setting that
+ * cannot be used never falls back to plain HTTP, which would show the page
+ * and the credentials to anyone on the path: connections are closed. */
+static bool start_first_daemon(const struct page_access *access)
+{
+    const char *cert = access->tls_cert_file, *key = access->tls_key_file;
+    bool has_cert = cert && cert[0], has_key = key && key[0];
+    if (!has_cert && !has_key) {
+        page_daemon = start_daemon(NULL, NULL);
+        if (page_daemon == NULL)
+            log_msg(LOG_ERROR, "cannot start libmicrohttpd (%s); the server runs on without a "
+                               "metrics page", last_http_message);
+        return page_daemon != NULL;
+    }
+    if (!has_cert || !has_key)
+        log_msg(LOG_ERROR, "%s is set without %s; the page closes every connection",
+                has_cert ? "GRPCPROM_TLS_CERT" : "GRPCPROM_TLS_KEY",
+                has_cert ? "GRPCPROM_TLS_KEY" : "GRPCPROM_TLS_CERT");
+    else if (mhd.MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        log_msg(LOG_ERROR, "GRPCPROM_TLS_CERT is set but this libmicrohttpd has no TLS; the page "
+                           "closes every connection");
+    else {
+        tls.cert_path = cert;
+        tls.key_path = key;
+        reload_certificate(now_ms());
+    }
+    return true;
+}
+
 /* Called once, when the process starts its first gRPC server: failures
  * only cost the page, never the server. */
 int page_start(const char *listen, const struct grpcprom_header *region,
@@ -431,19 +598,8 @@ int page_start(const char *listen, const struct grpcprom_header *region,
     max_conns = MAX_CONNECTIONS;
     if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur / 4 < max_conns)
         max_conns = files.rlim_cur / 4 > 8 ? (unsigned)(files.rlim_cur / 4) : 8;
-    /* External mode: libmicrohttpd starts no thread, and never calls sigaction. */
-    page_daemon = mhd.MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, NULL, NULL, answer, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, log_http, NULL, /* first, or messages about the rest go to stderr */
-        MHD_OPTION_CONNECTION_LIMIT, max_conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
-        MHD_OPTION_NOTIFY_CONNECTION, track, NULL,
-        MHD_OPTION_END);
-    if (page_daemon == NULL) {
-        log_msg(LOG_ERROR, "cannot start libmicrohttpd; the server runs on without a metrics page");
+    if (!start_first_daemon(access))
         return -1;
-    }
 
     pthread_atfork(lock_listen, unlock_listen, close_listen_in_child);
     int err = listen_on_page_address();
@@ -463,6 +619,7 @@ int page_start(const char *listen, const struct grpcprom_header *region,
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setsigmask_np(&attr, &all);
+    wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_t thread;
     int rc = pthread_create(&thread, &attr, serve, NULL);
     pthread_attr_destroy(&attr);
@@ -476,5 +633,7 @@ int page_start(const char *listen, const struct grpcprom_header *region,
         unlock_listen();
         return -1;
     }
+    page_running = true;
+    atexit(stop_page);
     return 0;
 }

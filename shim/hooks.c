@@ -223,6 +223,8 @@ EXPORT void grpc_server_start(grpc_server *server)
     struct page_access access = {.allow = options.allow,
                                  .basic_auth_file = options.basic_auth_file,
                                  .bearer_token_file = options.bearer_token_file,
+                                 .tls_cert_file = options.tls_cert_file,
+                                 .tls_key_file = options.tls_key_file,
                                  .refuse_everyone = options.refuse_everyone};
     page_start(options.listen, region, &access);
 }

@@ -143,6 +143,16 @@ static const char *parse_bearer_token_file(const char *text, struct options *o)
     return parse_path(text, o->bearer_token_file, sizeof(o->bearer_token_file));
 }
 
+static const char *parse_tls_cert(const char *text, struct options *o)
+{
+    return parse_path(text, o->tls_cert_file, sizeof(o->tls_cert_file));
+}
+
+static const char *parse_tls_key(const char *text, struct options *o)
+{
+    return parse_path(text, o->tls_key_file, sizeof(o->tls_key_file));
+}
+
 /* A bad value keeps the default, except where the default would open what
  * the value meant to close (`fails_closed`): then the page refuses everyone. */
 static const struct {
@@ -160,6 +170,8 @@ static const struct {
     {"GRPCPROM_ALLOW", "", parse_allow, true},
     {"GRPCPROM_BASIC_AUTH_FILE", "", parse_basic_auth_file, true},
     {"GRPCPROM_BEARER_TOKEN_FILE", "", parse_bearer_token_file, true},
+    {"GRPCPROM_TLS_CERT", "", parse_tls_cert, true},
+    {"GRPCPROM_TLS_KEY", "", parse_tls_key, true},
 };
 
 void options_load(struct options *o, const char *(*lookup)(const char *name))

@@ -19,7 +19,9 @@ struct options {
     struct access_list allow;                  /* GRPCPROM_ALLOW: who may connect to the page */
     char basic_auth_file[256];                 /* GRPCPROM_BASIC_AUTH_FILE, "" = none */
     char bearer_token_file[256];               /* GRPCPROM_BEARER_TOKEN_FILE, "" = none */
-    bool refuse_everyone;                      /* one of the three above was unusable */
+    char tls_cert_file[256];                   /* GRPCPROM_TLS_CERT, "" = plain HTTP */
+    char tls_key_file[256];                    /* GRPCPROM_TLS_KEY */
+    bool refuse_everyone;                      /* one of the five above was unusable */
 };
 
 /* Fills `o` from `lookup` (getenv, or a test's table). A bad value logs one

@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -14,7 +15,23 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BUILD = os.environ.get("GRPCPROM_BUILD", os.path.join(ROOT, "build"))
-SHIM = os.path.join(BUILD, "shim", "libgrpcprom.so")
+# The sanitized run (scripts/test): the servers as built, the shim from a
+# build under ASan and UBSan, preloaded after libasan, every report written
+# to a file in SANITIZER_LOGS (conftest.py fails the test that made one).
+SANITIZER_LOGS = os.environ.get("GRPCPROM_SANITIZER_LOGS")
+SHIM = os.path.join(os.environ.get("GRPCPROM_SHIM_BUILD", BUILD), "shim", "libgrpcprom.so")
+PRELOAD = SHIM
+if SANITIZER_LOGS:
+    PRELOAD = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, check=True).stdout.strip() + " " + SHIM
+    # The host's leaks and fault signals are its own: no leak check, no
+    # handlers; a small quarantine keeps the memory bounds of test_page true.
+    os.environ["ASAN_OPTIONS"] = ("detect_leaks=0:quarantine_size_mb=16:handle_segv=0:"
+                                  "handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0:"
+                                  "allow_user_segv_handler=1:"
+                                  "log_path=" + os.path.join(SANITIZER_LOGS, "asan"))
+    os.environ["UBSAN_OPTIONS"] = ("halt_on_error=1:print_stacktrace=1:"
+                                   "log_path=" + os.path.join(SANITIZER_LOGS, "ubsan"))
 SERVERS = {kind: os.path.join(BUILD, "tests", "servers", "echo_server_" + kind)
            for kind in ("sync", "async", "callback", "c")}
 sys.path.insert(0, os.path.join(ROOT, "tests", "client"))
@@ -38,7 +55,7 @@ class Server:
         full_env = dict(os.environ)
         full_env["GRPCPROM_LISTEN"] = "127.0.0.1:%d" % self.metrics_port
         if preload:
-            full_env["LD_PRELOAD"] = SHIM
+            full_env["LD_PRELOAD"] = PRELOAD
         full_env.update(env or {})
         self.proc = subprocess.Popen([SERVERS[kind], "--port", "0", *args], env=full_env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -74,6 +91,34 @@ def http_get(url, method="GET"):
             return r.status, dict(r.headers), r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode()
+
+
+def make_certificate(directory, name):
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    cert, key = os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=" + name,
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def https_page(port, cafile, timeout=5):
+    """(the certificate the page presented in DER, the page's text) over a
+    TLS connection that verifies the page against `cafile`."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+            head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            return s.getpeercert(binary_form=True), body.decode()
 
 
 def parse_page(text):

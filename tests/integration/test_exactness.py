@@ -11,7 +11,7 @@ import urllib.request
 import grpc
 import pytest
 
-from harness import BUILD, SHIM, Server, echo_client, echo_series, expected_series, \
+from harness import BUILD, PRELOAD, Server, echo_client, echo_series, expected_series, \
     nonzero, parse_page, prometheus_up, scrape, wait_stable
 from test_host import listening_ports
 
@@ -54,7 +54,7 @@ def client_env(preload=False, extra=None):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if preload:
-        env["LD_PRELOAD"] = SHIM
+        env["LD_PRELOAD"] = PRELOAD
     env.update(extra or {})
     return env
 

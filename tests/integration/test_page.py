@@ -1,6 +1,7 @@
 # test_page.py: the metrics page under slow, idle and hostile clients, a taken
 # port and exit: scrapes stay fast, deadlines are totals, the host's threads,
-# memory, signals and exit are left alone.
+# memory, signals and exit are left alone, and the page stops before the
+# host's exit handlers run.
 import os
 import random
 import resource
@@ -14,8 +15,8 @@ import time
 
 import pytest
 
-from harness import SHIM, Server, echo_client, echo_series, expected_series, free_port, nonzero, \
-    parse_page, scrape
+from harness import PRELOAD, Server, echo_client, echo_series, expected_series, free_port, https_page, \
+    make_certificate, nonzero, parse_page, scrape
 
 REQUEST_S, TOTAL_S = 2.0, 10.0   # the page's deadlines, counted from accept
 ENDLESS = b"GET /" + b"a" * 100000
@@ -427,6 +428,41 @@ def test_the_page_does_not_delay_exit():
     assert shimmed - plain < 0.1
 
 
+def page_answers(port, cafile):
+    """True when the page (HTTPS when `cafile` is given) answers within 1 s."""
+    try:
+        if cafile:
+            https_page(port, cafile, timeout=1)
+        else:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                return s.recv(16).startswith(b"HTTP/1.1 200")
+        return True
+    except (OSError, AssertionError):
+        return False
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_page_stops_before_the_hosts_exit_handlers(scheme, tmp_path):
+    """A host's exit handlers, registered before its server started, run
+    after the page has stopped: the page never touches what they tear down,
+    nor, over HTTPS, GnuTLS once its destructor runs."""
+    cafile, env = None, {}
+    if scheme == "https":
+        cafile, key = make_certificate(str(tmp_path), "page")
+        env = {"GRPCPROM_TLS_CERT": cafile, "GRPCPROM_TLS_KEY": key}
+    s = Server("c", env=env, args=("--slow-exit-ms", "3000"))
+    try:
+        assert page_answers(s.metrics_port, cafile)
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.stdout.readline() == "EXITING\n"
+        assert not page_answers(s.metrics_port, cafile)
+        s.proc.wait(20)
+    finally:
+        code, err = s.stop()
+    assert code == 0 and err == ""
+
+
 def signal_masks(pid):
     """SigBlk of every thread of the process."""
     masks = []
@@ -480,7 +516,7 @@ def test_the_hosts_signals_stay_the_hosts():
 
 
 def test_only_a_server_loads_the_http_library():
-    env = dict(os.environ, LD_PRELOAD=SHIM)
+    env = dict(os.environ, LD_PRELOAD=PRELOAD)
     sleeper = subprocess.Popen(["sleep", "5"], env=env)
     try:
         deadline = time.monotonic() + 5

@@ -53,6 +53,7 @@ static atomic_int g_finished; /* calls that reached the application and are done
 static int g_generic_ok;    /* --generic-ok */
 static int g_extra;         /* --extra-methods N */
 static int g_restart_after; /* --restart-after N */
+static int g_slow_exit_ms;  /* --slow-exit-ms N */
 static int g_fork_worker;   /* --fork-worker */
 static char** g_extra_paths;
 static void** g_extra_registered;
@@ -549,6 +550,8 @@ static int take_options(int argc, char** argv) {
       g_extra = atoi(argv[++i]);
     else if (i + 1 < argc && strcmp(argv[i], "--restart-after") == 0)
       g_restart_after = atoi(argv[++i]);
+    else if (i + 1 < argc && strcmp(argv[i], "--slow-exit-ms") == 0)
+      g_slow_exit_ms = atoi(argv[++i]);
     else
       argv[out++] = argv[i];
   }
@@ -561,6 +564,16 @@ static int take_options(int argc, char** argv) {
     snprintf(g_extra_paths[i], 48, "/grpcprom.test.Many/M%d", i);
   }
   return out;
+}
+
+/* --slow-exit-ms: an atexit handler, registered before the server starts,
+   that says EXITING on stdout and then takes its time, as a host flushing
+   its state at exit would. */
+static void slow_exit(void) {
+  printf("EXITING\n");
+  fflush(stdout);
+  const struct timespec pause = {g_slow_exit_ms / 1000, (long)(g_slow_exit_ms % 1000) * 1000000};
+  nanosleep(&pause, NULL);
 }
 
 /* --fork-worker: a child that does nothing for two seconds, as a worker
@@ -590,6 +603,7 @@ int main(int argc, char** argv) {
   int port = 0, threads = 1;
   argc = take_options(argc, argv);
   parse_args(argc, argv, &port, &threads); /* --threads is accepted and ignored */
+  if (g_slow_exit_ms > 0) atexit(slow_exit);
 
   grpc_init();
   g_cq = grpc_completion_queue_create_for_next(NULL);
