@@ -1,7 +1,8 @@
-// cxx_services.cc: reads the declared type of every method of a C++ service,
-// which libgrpc++ never passes to the C core (unary and server streaming
-// register alike). Compiled against the installed grpc++ headers, so the
-// layout it reads is the one of the library it runs with.
+// cxx_services.cc: libgrpcprom-cxx.so, loaded by the shim when the first C++
+// service registers. Reads the declared type of every method of a C++
+// service, which libgrpc++ never passes to the C core (unary and server
+// streaming register alike). Compiled against the installed grpc++ headers,
+// so the layout it reads is the one of the library it runs with.
 #include <grpcpp/impl/service_type.h>
 
 #include "cxx_services.h"

@@ -5,9 +5,11 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <grpc/grpc.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +195,39 @@ static void declare_cxx_method(const char *path, int streams, void *ctx)
     declare_method(path, GRPCPROM_TYPE_EXACT | (uint32_t)streams);
 }
 
+static cxx_service_methods_fn cxx_methods; /* NULL: types come from the calls */
+static pthread_once_t cxx_once = PTHREAD_ONCE_INIT;
+
+/* Reading a grpc::Service needs libstdc++, so it lives in a library of its
+ * own next to the shim, loaded only here: a C++ server has libstdc++ loaded
+ * already, and every other process maps nothing but the shim and libc. */
+static void load_cxx_services(void)
+{
+    char path[PATH_MAX] = CXX_SERVICES_LIBRARY; /* the shim was found by name: so is this */
+    Dl_info self;
+    if (dladdr((void *)load_cxx_services, &self) && self.dli_fname) {
+        const char *slash = strrchr(self.dli_fname, '/');
+        if (slash)
+            snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - self.dli_fname), self.dli_fname,
+                     CXX_SERVICES_LIBRARY);
+    }
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (lib)
+        *(void **)&cxx_methods = dlsym(lib, CXX_SERVICES_SYMBOL);
+    if (cxx_methods == NULL) { /* dlerror() names the file */
+        const char *why = dlerror();
+        log_msg(LOG_WARN, "cannot read C++ services: %s; C++ methods get their types from their calls",
+                why ? why : path);
+    }
+}
+
+/* True when the declared types of C++ services can be read. */
+static bool cxx_types_readable(void)
+{
+    pthread_once(&cxx_once, load_cxx_services);
+    return cxx_methods != NULL;
+}
+
 EXPORT void *grpc_server_register_method(grpc_server *server, const char *method, const char *host,
                                          grpc_server_register_method_payload_handling payload,
                                          uint32_t flags)
@@ -237,8 +272,8 @@ void *cxx_builder_register_service(void *builder, void *service)
     resolve();
     if (real_builder_register_service == NULL) /* libgrpc++ was loaded after libgrpc */
         *(void **)&real_builder_register_service = find_symbol(CXX_REGISTER_SERVICE);
-    if (service && server_active())
-        cxx_service_methods(service, declare_cxx_method, NULL);
+    if (service && server_active() && cxx_types_readable())
+        cxx_methods(service, declare_cxx_method, NULL);
     return real_builder_register_service(builder, service);
 }
 
@@ -250,8 +285,8 @@ void *cxx_builder_register_service_host(void *builder, const void *host, void *s
     resolve();
     if (real_builder_register_service_host == NULL)
         *(void **)&real_builder_register_service_host = find_symbol(CXX_REGISTER_SERVICE_HOST);
-    if (service && server_active())
-        cxx_service_methods(service, declare_cxx_method, NULL);
+    if (service && server_active() && cxx_types_readable())
+        cxx_methods(service, declare_cxx_method, NULL);
     return real_builder_register_service_host(builder, host, service);
 }
 

@@ -2,13 +2,14 @@
 # gRPC servers see no trace of the shim; servers keep their signals and
 # stdout; bad settings print one line and keep the defaults.
 import os
+import shutil
 import subprocess
 import time
 
 import pytest
 
 from harness import SHIM, Server, echo_client, echo_series, expected_series, free_port, http_get, \
-    nonzero, parse_page, scrape
+    nonzero, parse_page, scrape, wait_stable
 
 INSPECT = r"""
 import os
@@ -42,6 +43,63 @@ def test_programs_that_serve_no_grpc_see_nothing(args):
 def test_the_shim_was_really_loaded():
     out = run(["/usr/bin/python3", "-c", "print(open('/proc/self/maps').read())"], True).stdout
     assert "libgrpcprom.so" in out
+
+
+def mapped_files(args, preload):
+    """The files a program maps, read by itself from /proc/self/maps."""
+    out = run(args, preload).stdout
+    return {l.split()[5] for l in out.splitlines() if len(l.split()) > 5 and l.split()[5].startswith("/")}
+
+
+def test_a_process_that_serves_no_grpc_maps_only_the_shim_and_libc():
+    shared = {f for f in mapped_files(["/bin/cat", "/proc/self/maps"], True) if ".so" in os.path.basename(f)}
+    assert {os.path.basename(f) for f in shared} == {"libgrpcprom.so", "libc.so.6", "ld-linux-x86-64.so.2"}
+    assert os.path.realpath(SHIM) in {os.path.realpath(f) for f in shared}
+
+
+@pytest.mark.parametrize("args", [
+    ["/bin/cat", "/proc/self/maps"],
+    ["sh", "-c", "cat /proc/$$/maps"],
+    ["/usr/bin/python3", "-c", "print(open('/proc/self/maps').read())"],
+])
+def test_the_preload_adds_no_file_but_the_shim(args):
+    added = mapped_files(args, True) - mapped_files(args, False)
+    assert {os.path.realpath(f) for f in added} == {os.path.realpath(SHIM)}
+
+
+def declared_types(server):
+    samples = parse_page(scrape(server.metrics_port))
+    return {dict(l)["grpc_method"]: dict(l)["grpc_type"]
+            for (n, l) in samples if n == "grpc_server_started_total"}
+
+
+def test_a_cxx_server_loads_the_service_reader_for_declared_types():
+    s = Server("sync")
+    try:
+        assert declared_types(s) == {"Unary": "unary", "ServerStream": "server_stream",
+                                     "ClientStream": "client_stream", "Bidi": "bidi_stream"}
+        maps = open("/proc/%d/maps" % s.proc.pid).read()
+        assert os.path.join(os.path.dirname(os.path.realpath(SHIM)), "libgrpcprom-cxx.so") in maps
+    finally:
+        code, err = s.stop()
+    assert code == 0 and err == ""
+
+
+def test_without_the_service_reader_a_cxx_server_says_so_once_and_runs_on(tmp_path):
+    alone = str(tmp_path / "libgrpcprom.so")  # the shim without libgrpcprom-cxx.so beside it
+    shutil.copy(SHIM, alone)
+    s = Server("sync", env={"LD_PRELOAD": alone})
+    try:
+        # Before any call, types are what the C core is told: server streams look unary.
+        assert declared_types(s) == {"Unary": "unary", "ServerStream": "unary",
+                                     "ClientStream": "client_stream", "Bidi": "client_stream"}
+        result = echo_client.run_mix(s.target)
+        assert nonzero(echo_series(wait_stable(s.metrics_port))) == expected_series(result)
+    finally:
+        code, err = s.stop()
+    assert code == 0
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("grpcprom: cannot read C++ services: %s/libgrpcprom-cxx.so: " % tmp_path), err
 
 
 def proc_status(pid, fields=("SigBlk", "SigIgn", "SigCgt")):
