@@ -96,6 +96,7 @@ static void test_refused_files(void)
     f = (struct tls_files){.cert_path = strdup(path_of("big.pem")), .key_path = f.key_path};
     CHECK_INT(check(&f, got, sizeof(got), &why), TLS_FILES_UNREADABLE);
     CHECK(why != NULL && strstr(why, "over 1 MiB"));
+    free((char *)f.cert_path);
 
     /* A file the process may not read (when not running as root). */
     put("c.pem", "CERT");
