@@ -49,13 +49,35 @@ static void buf_puts(struct grpcprom_buf *b, const char *s)
     buf_put(b, s, strlen(s));
 }
 
-static void buf_put_u64(struct grpcprom_buf *b, uint64_t v)
+/* The page's writers append at a cursor into a buffer that already has
+ * room for the whole page (see grpcprom_render), so a line costs no check. */
+static char *put(char *p, const char *s, size_t n)
 {
-    char tmp[24], *p = tmp + sizeof(tmp);
-    do
-        *--p = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    buf_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Writes the digits in place, two at a time, once their count is known. */
+static char *put_u64(char *p, uint64_t v)
+{
+    static const char pairs[] = "0001020304050607080910111213141516171819"
+                                "2021222324252627282930313233343536373839"
+                                "4041424344454647484950515253545556575859"
+                                "6061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    size_t n = 1;
+    for (uint64_t ten = 10; n < 20 && v >= ten; ten *= 10)
+        n++;
+    char *d = p + n;
+    for (; v >= 100; v /= 100) {
+        d -= 2;
+        memcpy(d, pairs + v % 100 * 2, 2);
+    }
+    if (v >= 10)
+        memcpy(d - 2, pairs + v * 2, 2);
+    else
+        d[-1] = (char)('0' + v);
+    return p + n;
 }
 
 void grpcprom_buf_free(struct grpcprom_buf *b)
@@ -92,14 +114,52 @@ void grpcprom_buf_printf(struct grpcprom_buf *b, const char *fmt, ...)
         b->data[b->len] = '\0'; /* undo a truncated first attempt */
 }
 
+/* Lays out nd significant digits (the first not 0, the last not 0 unless
+ * it is the only one) of a number of decimal exponent exp the way Go's 'g'
+ * with shortest precision does: d.ddde±dd (two exponent digits at least)
+ * when the exponent is below -4 or at least 6, plain decimals otherwise.
+ * Returns the end of the text, which is not NUL-terminated. */
+static char *put_g(char *o, const char *digs, int nd, int exp)
+{
+    if (exp < -4 || exp >= 6) {
+        *o++ = digs[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, digs + 1, (size_t)nd - 1);
+            o += nd - 1;
+        }
+        int ae = exp < 0 ? -exp : exp; /* at most 324 */
+        *o++ = 'e';
+        *o++ = exp < 0 ? '-' : '+';
+        if (ae >= 100)
+            *o++ = (char)('0' + ae / 100);
+        *o++ = (char)('0' + ae / 10 % 10);
+        *o++ = (char)('0' + ae % 10);
+        return o;
+    }
+    if (exp < 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = -1; i > exp; i--)
+            *o++ = '0';
+        memcpy(o, digs, (size_t)nd);
+        return o + nd;
+    }
+    for (int i = 0; i <= exp; i++)
+        *o++ = i < nd ? digs[i] : '0';
+    if (nd > exp + 1) {
+        *o++ = '.';
+        memcpy(o, digs + exp + 1, (size_t)(nd - exp - 1));
+        o += nd - exp - 1;
+    }
+    return o;
+}
+
 /* Finds the fewest significant digits whose correctly rounded text parses
  * back to v. For normal numbers 15 digits always survive a round trip the
  * other way (DBL_DIG), so when the 15-digit text parses back to v, it is the
  * shortest once its trailing zeros go; otherwise 16 or 17 digits are needed.
- * That keeps it to at most three printf/strtod pairs. The text printf gives
- * is then laid out the way Go's 'g' with shortest precision does: %e when
- * the exponent is below -4 or at least 6 (two exponent digits at least),
- * plain decimals otherwise. */
+ * That keeps it to at most three printf/strtod pairs. */
 void grpcprom_format_double(char out[32], double v)
 {
     if (isnan(v)) {
@@ -138,40 +198,30 @@ void grpcprom_format_double(char out[32], double v)
     char *o = out;
     if (neg)
         *o++ = '-';
-    if (exp < -4 || exp >= 6) {
-        *o++ = digs[0];
-        if (nd > 1) {
-            *o++ = '.';
-            memcpy(o, digs + 1, (size_t)nd - 1);
-            o += nd - 1;
-        }
-        int ae = exp < 0 ? -exp : exp; /* at most 324 */
-        *o++ = 'e';
-        *o++ = exp < 0 ? '-' : '+';
-        if (ae >= 100)
-            *o++ = (char)('0' + ae / 100);
-        *o++ = (char)('0' + ae / 10 % 10);
-        *o++ = (char)('0' + ae % 10);
-        *o = '\0';
-        return;
+    *put_g(o, digs, nd, exp) = '\0';
+}
+
+/* Appends us microseconds as seconds: the text grpcprom_format_double gives
+ * for (double)us / 1e6, without printf and strtod. Below 10^15 that double
+ * is the nearest one to the exact decimal quotient, which has at most 15
+ * significant digits, and no two decimals of 15 digits or fewer share a
+ * nearest double (DBL_DIG): the shortest text is that decimal. */
+static char *put_seconds(char *p, uint64_t us)
+{
+    if (us >= 1000000000000000ull) {
+        char text[32];
+        grpcprom_format_double(text, (double)us / 1e6);
+        return put(p, text, strlen(text));
     }
-    if (exp < 0) {
-        *o++ = '0';
-        *o++ = '.';
-        for (int i = -1; i > exp; i--)
-            *o++ = '0';
-        memcpy(o, digs, (size_t)nd);
-        o += nd;
-    } else {
-        for (int i = 0; i <= exp; i++)
-            *o++ = i < nd ? digs[i] : '0';
-        if (nd > exp + 1) {
-            *o++ = '.';
-            memcpy(o, digs + exp + 1, (size_t)(nd - exp - 1));
-            o += nd - exp - 1;
-        }
-    }
-    *o = '\0';
+    if (us == 0)
+        return put(p, "0", 1);
+    char tmp[20], *d = tmp + sizeof(tmp);
+    for (; us != 0; us /= 10)
+        *--d = (char)('0' + us % 10);
+    int nd = (int)(tmp + sizeof(tmp) - d), exp = nd - 7;
+    while (d[nd - 1] == '0')
+        nd--;
+    return put_g(p, d, nd, exp);
 }
 
 /* Appends a label value with the escapes of the text format. */
@@ -221,6 +271,9 @@ struct entry {
     size_t labels_off, labels_len; /* grpc_method="..",grpc_service="..",grpc_type=".." */
     const char *svc, *meth, *labels; /* set once the arena has stopped growing */
     int first; /* starts a series: its labels differ from the entry before */
+    /* Read in one go: the handled family passes over the series once per
+     * code, and the slots it would read are far apart. */
+    uint64_t handled[GRPCPROM_CODES];
 };
 
 /* What the family writers share for one rendering. */
@@ -229,7 +282,6 @@ struct page {
     struct entry *ents;
     size_t n;
     uint32_t bucket_count;
-    struct grpcprom_buf *out;
 };
 
 /* Go's string order: bytewise, a prefix first. */
@@ -291,51 +343,78 @@ static int series_registered(const struct page *pg, size_t i, size_t end)
 }
 
 /* HELP texts here hold no backslash or newline, so they need no escaping. */
-static void put_header(struct grpcprom_buf *b, const char *name, const char *help, const char *type)
+static char *put_header(char *p, const char *name, const char *help, const char *type)
 {
-    buf_puts(b, "# HELP ");
-    buf_puts(b, name);
-    buf_put(b, " ", 1);
-    buf_puts(b, help);
-    buf_puts(b, "\n# TYPE ");
-    buf_puts(b, name);
-    buf_put(b, " ", 1);
-    buf_puts(b, type);
-    buf_put(b, "\n", 1);
+    p = put(p, "# HELP ", 7);
+    p = put(p, name, strlen(name));
+    *p++ = ' ';
+    p = put(p, help, strlen(help));
+    p = put(p, "\n# TYPE ", 8);
+    p = put(p, name, strlen(name));
+    *p++ = ' ';
+    p = put(p, type, strlen(type));
+    *p++ = '\n';
+    return p;
 }
 
-/* name{labels} value, for the labels of series i and an optional extra
- * label pair put in front (grpc_code) or behind (le). */
-static void put_sample(struct grpcprom_buf *b, const char *name, const struct entry *e,
-                       const char *before, const char *after, const char *value_text, uint64_t value)
+/* Every sample line is a head ("name{" and, for handled, the code), the
+ * labels of its series, a tail ("} ", or the le pair and "} "), the value
+ * and a newline. Heads and tails are laid out once per family, and copied
+ * whole (a fixed size copies faster), the cursor moving by their length. */
+struct text {
+    char s[64];
+    size_t n;
+};
+
+/* The longest head is 57 bytes (grpc_code="FailedPrecondition"), the
+ * longest tail 32 (le and a 24-byte number), a value 24: a line, and what
+ * the whole copies touch (57 + labels + 64), stay within its labels and
+ * LINE_EXTRA. */
+#define LINE_EXTRA 128
+/* handled, buckets and +Inf, sum, count, 3 counters */
+#define LINES_PER_ENTRY(nb) (GRPCPROM_CODES + (nb) + 6)
+#define PAGE_FIXED 4096 /* HELP and TYPE lines and the shim's own counters: about 1.7 KB */
+
+static struct text text_of(const char *s)
 {
-    buf_puts(b, name);
-    buf_put(b, "{", 1);
-    if (before)
-        buf_puts(b, before);
-    buf_put(b, e->labels, e->labels_len);
-    if (after)
-        buf_puts(b, after);
-    buf_put(b, "} ", 2);
-    if (value_text)
-        buf_puts(b, value_text);
-    else
-        buf_put_u64(b, value);
-    buf_put(b, "\n", 1);
+    struct text t = {.n = strlen(s)};
+    memcpy(t.s, s, t.n);
+    return t;
 }
 
-static void put_method_counter(const struct page *pg, const char *name, const char *help, size_t field)
+static char *put_labels(char *p, const struct text *head, const struct entry *e, const struct text *tail)
 {
-    put_header(pg->out, name, help, "counter");
+    memcpy(p, head->s, sizeof(head->s));
+    p = put(p + head->n, e->labels, e->labels_len);
+    memcpy(p, tail->s, sizeof(tail->s));
+    return p + tail->n;
+}
+
+static char *put_line(char *p, const struct text *head, const struct entry *e, const struct text *tail,
+                      uint64_t v)
+{
+    p = put_u64(put_labels(p, head, e, tail), v);
+    *p++ = '\n';
+    return p;
+}
+
+static char *put_method_counter(const struct page *pg, char *p, const char *name, const char *help,
+                                size_t field)
+{
+    p = put_header(p, name, help, "counter");
+    const struct text tail = text_of("} ");
+    struct text head = {0};
+    head.n = (size_t)snprintf(head.s, sizeof(head.s), "%s{", name);
     for (size_t i = 0, end; i < pg->n; i = end) {
         end = series_end(pg, i);
-        put_sample(pg->out, name, &pg->ents[i], NULL, NULL, NULL, series_sum(pg, i, end, field));
+        p = put_line(p, &head, &pg->ents[i], &tail, series_sum(pg, i, end, field));
     }
+    return p;
 }
 
 /* Registered methods show every code, as go-grpc-prometheus pre-initialises
  * them; others only the codes they have seen. Codes sort first, by name. */
-static void put_handled(const struct page *pg)
+static char *put_handled(const struct page *pg, char *p)
 {
     static const char name[] = "grpc_server_handled_total";
     int order[GRPCPROM_CODES];
@@ -345,38 +424,45 @@ static void put_handled(const struct page *pg)
             order[j] = order[j - 1];
         order[j] = i;
     }
-    put_header(pg->out, name,
-               "Total number of RPCs completed on the server, regardless of success or failure.",
-               "counter");
+    p = put_header(p, name,
+                   "Total number of RPCs completed on the server, regardless of success or failure.",
+                   "counter");
+    const struct text tail = text_of("} ");
     for (int c = 0; c < GRPCPROM_CODES; c++) {
-        char before[64];
-        snprintf(before, sizeof(before), "grpc_code=\"%s\",", grpcprom_code_names[order[c]]);
-        size_t field = offsetof(struct grpcprom_method, handled) + (size_t)order[c] * sizeof(uint64_t);
+        struct text head = {0};
+        head.n = (size_t)snprintf(head.s, sizeof(head.s), "%s{grpc_code=\"%s\",", name,
+                                  grpcprom_code_names[order[c]]);
         for (size_t i = 0, end; i < pg->n; i = end) {
             end = series_end(pg, i);
-            uint64_t v = series_sum(pg, i, end, field);
+            uint64_t v = 0;
+            for (size_t k = i; k < end; k++)
+                v += pg->ents[k].handled[order[c]];
             if (v != 0 || series_registered(pg, i, end))
-                put_sample(pg->out, name, &pg->ents[i], before, NULL, NULL, v);
+                p = put_line(p, &head, &pg->ents[i], &tail, v);
         }
     }
+    return p;
 }
 
 /* Buckets are stored per bucket: one snapshot of them is summed up here, so
  * le="+Inf" and _count come from the same numbers and always agree. */
-static void put_histogram(const struct page *pg, const struct grpcprom_header *h)
+static char *put_histogram(const struct page *pg, char *p, const struct grpcprom_header *h)
 {
-    static const char base[] = "grpc_server_handling_seconds";
     const uint32_t nb = pg->bucket_count;
-    char le[GRPCPROM_MAX_BUCKETS][48];
-    for (uint32_t j = 0; j < nb; j++) {
+    struct text le[GRPCPROM_MAX_BUCKETS + 1];
+    for (uint32_t j = 0; j <= nb; j++) {
         char num[32];
-        grpcprom_format_double(num, h->bucket_bounds[j]);
-        snprintf(le[j], sizeof(le[j]), ",le=\"%s\"", num);
+        if (j < nb)
+            grpcprom_format_double(num, h->bucket_bounds[j]);
+        le[j].n = (size_t)snprintf(le[j].s, sizeof(le[j].s), ",le=\"%s\"} ", j < nb ? num : "+Inf");
     }
-    put_header(pg->out, base,
-               "Histogram of response latency (seconds) of gRPC that had been application-level "
-               "handled by the server.",
-               "histogram");
+    const struct text bucket = text_of("grpc_server_handling_seconds_bucket{"),
+                      sum = text_of("grpc_server_handling_seconds_sum{"),
+                      count = text_of("grpc_server_handling_seconds_count{"), tail = text_of("} ");
+    p = put_header(p, "grpc_server_handling_seconds",
+                   "Histogram of response latency (seconds) of gRPC that had been application-level "
+                   "handled by the server.",
+                   "histogram");
     for (size_t i = 0, end; i < pg->n; i = end) {
         end = series_end(pg, i);
         const struct entry *e = &pg->ents[i];
@@ -387,27 +473,25 @@ static void put_histogram(const struct page *pg, const struct grpcprom_header *h
                 b[j] += atomic_load_explicit(&m->buckets[j], memory_order_relaxed);
             sum_us += atomic_load_explicit(&m->latency_sum_us, memory_order_relaxed);
         }
-        for (uint32_t j = 0; j < nb; j++) {
+        for (uint32_t j = 0; j <= nb; j++) {
             cum += b[j];
-            put_sample(pg->out, "grpc_server_handling_seconds_bucket", e, NULL, le[j], NULL, cum);
+            p = put_line(p, &bucket, e, &le[j], cum);
         }
-        cum += b[nb];
-        put_sample(pg->out, "grpc_server_handling_seconds_bucket", e, NULL, ",le=\"+Inf\"", NULL, cum);
-        char sum[32];
-        grpcprom_format_double(sum, (double)sum_us / 1e6);
-        put_sample(pg->out, "grpc_server_handling_seconds_sum", e, NULL, NULL, sum, 0);
-        put_sample(pg->out, "grpc_server_handling_seconds_count", e, NULL, NULL, NULL, cum);
+        p = put_seconds(put_labels(p, &sum, e, &tail), sum_us);
+        *p++ = '\n';
+        p = put_line(p, &count, e, &tail, cum);
     }
+    return p;
 }
 
-static void put_plain_counter(struct grpcprom_buf *b, const char *name, const char *help,
-                              const _Atomic uint64_t *v)
+static char *put_plain_counter(char *p, const char *name, const char *help, const _Atomic uint64_t *v)
 {
-    put_header(b, name, help, "counter");
-    buf_puts(b, name);
-    buf_put(b, " ", 1);
-    buf_put_u64(b, atomic_load_explicit(v, memory_order_relaxed));
-    buf_put(b, "\n", 1);
+    p = put_header(p, name, help, "counter");
+    p = put(p, name, strlen(name));
+    *p++ = ' ';
+    p = put_u64(p, atomic_load_explicit(v, memory_order_relaxed));
+    *p++ = '\n';
+    return p;
 }
 
 /* Copies each READY slot's path into the arena and lays out its labels once,
@@ -435,6 +519,8 @@ static size_t collect(const struct grpcprom_header *h, uint32_t used, struct ent
         e->slot = slot;
         e->type_bits = atomic_load_explicit(&m->type_bits, memory_order_relaxed);
         e->type = grpcprom_type_label(e->type_bits);
+        for (int c = 0; c < GRPCPROM_CODES; c++)
+            e->handled[c] = atomic_load_explicit(&m->handled[c], memory_order_relaxed);
         const char *svc, *meth;
         split_path(path, len, &svc, &e->svc_len, &meth, &e->meth_len);
 
@@ -456,21 +542,26 @@ static size_t collect(const struct grpcprom_header *h, uint32_t used, struct ent
 }
 
 /* The shim's count of calls in the overflow slots, by reason. */
-static void put_overflow_reasons(struct grpcprom_buf *b, const struct grpcprom_header *h)
+static char *put_overflow_reasons(char *p, const struct grpcprom_header *h)
 {
     static const char name[] = "grpcprom_overflow_calls_total";
-    put_header(b, name, "Calls counted under grpc_service=\"_OTHER\" instead of a series of their "
-                        "own, by reason.", "counter");
+    p = put_header(p, name, "Calls counted under grpc_service=\"_OTHER\" instead of a series of their "
+                            "own, by reason.", "counter");
     for (int r = 0; r < GRPCPROM_OVERFLOW_REASONS; r++) {
-        buf_puts(b, name);
-        buf_puts(b, "{reason=\"");
-        buf_puts(b, grpcprom_overflow_reason_names[r]);
-        buf_puts(b, "\"} ");
-        buf_put_u64(b, atomic_load_explicit(&h->overflow_calls[r], memory_order_relaxed));
-        buf_put(b, "\n", 1);
+        const char *reason = grpcprom_overflow_reason_names[r];
+        p = put(p, name, sizeof(name) - 1);
+        p = put(p, "{reason=\"", 9);
+        p = put(p, reason, strlen(reason));
+        p = put(p, "\"} ", 3);
+        p = put_u64(p, atomic_load_explicit(&h->overflow_calls[r], memory_order_relaxed));
+        *p++ = '\n';
     }
+    return p;
 }
 
+/* Sorts the entries, then makes room for the longest page they can give
+ * once, so the families append without a check. Over-reserving costs
+ * address space only: pages never written are never touched. */
 int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
 {
     if (out->failed)
@@ -485,42 +576,44 @@ int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
         out->failed = 1;
         goto done;
     }
+    const uint32_t nb = h->bucket_count < GRPCPROM_MAX_BUCKETS ? h->bucket_count : GRPCPROM_MAX_BUCKETS;
+    size_t room = PAGE_FIXED;
     for (size_t i = 0; i < n; i++) {
         ents[i].svc = arena.data + ents[i].svc_off;
         ents[i].meth = arena.data + ents[i].meth_off;
         ents[i].labels = arena.data + ents[i].labels_off;
+        room += LINES_PER_ENTRY(nb) * (ents[i].labels_len + LINE_EXTRA);
     }
     qsort(ents, n, sizeof(*ents), cmp_entry);
     for (size_t i = 0; i < n; i++)
         ents[i].first = i == 0 || cmp_labels(&ents[i - 1], &ents[i]) != 0;
+    if (buf_reserve(out, room) != 0)
+        goto done;
 
-    struct page pg = {
-        .methods = grpcprom_region_methods(h),
-        .ents = ents,
-        .n = n,
-        .bucket_count = h->bucket_count < GRPCPROM_MAX_BUCKETS ? h->bucket_count : GRPCPROM_MAX_BUCKETS,
-        .out = out,
-    };
+    struct page pg = {.methods = grpcprom_region_methods(h), .ents = ents, .n = n, .bucket_count = nb};
+    char *p = out->data + out->len;
     /* Families in Go's order: sorted by name. */
-    put_handled(&pg);
-    put_histogram(&pg, h);
-    put_method_counter(&pg, "grpc_server_msg_received_total",
-                       "Total number of RPC stream messages received on the server.",
-                       offsetof(struct grpcprom_method, msg_received));
-    put_method_counter(&pg, "grpc_server_msg_sent_total",
-                       "Total number of gRPC stream messages sent by the server.",
-                       offsetof(struct grpcprom_method, msg_sent));
-    put_method_counter(&pg, "grpc_server_started_total",
-                       "Total number of RPCs started on the server.",
-                       offsetof(struct grpcprom_method, started));
-    put_plain_counter(out, "grpcprom_calls_untracked_total",
-                      "Calls the shim could not follow (call table full or unknown library layout).",
-                      &h->calls_untracked);
-    put_overflow_reasons(out, h);
-    put_plain_counter(out, "grpcprom_unknown_method_calls_total",
-                      "Calls to methods the server does not serve (answered Unimplemented); "
-                      "not labelled by path, since clients choose paths.",
-                      &h->unknown_methods);
+    p = put_handled(&pg, p);
+    p = put_histogram(&pg, p, h);
+    p = put_method_counter(&pg, p, "grpc_server_msg_received_total",
+                           "Total number of RPC stream messages received on the server.",
+                           offsetof(struct grpcprom_method, msg_received));
+    p = put_method_counter(&pg, p, "grpc_server_msg_sent_total",
+                           "Total number of gRPC stream messages sent by the server.",
+                           offsetof(struct grpcprom_method, msg_sent));
+    p = put_method_counter(&pg, p, "grpc_server_started_total",
+                           "Total number of RPCs started on the server.",
+                           offsetof(struct grpcprom_method, started));
+    p = put_plain_counter(p, "grpcprom_calls_untracked_total",
+                          "Calls the shim could not follow (call table full or unknown library layout).",
+                          &h->calls_untracked);
+    p = put_overflow_reasons(p, h);
+    p = put_plain_counter(p, "grpcprom_unknown_method_calls_total",
+                          "Calls to methods the server does not serve (answered Unimplemented); "
+                          "not labelled by path, since clients choose paths.",
+                          &h->unknown_methods);
+    out->len = (size_t)(p - out->data);
+    *p = '\0';
 done:
     free(ents);
     grpcprom_buf_free(&arena);

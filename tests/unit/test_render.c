@@ -571,9 +571,137 @@ static void test_many_methods(void)
         CHECK_INT(count_lines_starting(out.data, "grpc_server_handled_total{"), 500 * GRPCPROM_CODES + 499);
         CHECK(out.len > 0 && out.data[out.len - 1] == '\n');
     }
-    /* Speed is measured by scripts/bench, not asserted here: sanitizer builds are slow. */
+    /* Speed is measured by tests/bench/bench_render, not asserted here: sanitizer builds are slow. */
     printf("test_render: 1000 methods rendered in %.2f ms (%zu bytes)\n", best, out.len);
     grpcprom_buf_free(&out);
+    free(h);
+}
+
+/* The first line where two texts differ, reported; 1 when they are equal. */
+static int same_text(const char *got, const char *want)
+{
+    int line = 1;
+    for (size_t i = 0;; i++) {
+        if (got[i] != want[i]) {
+            const char *g = got + i, *w = want + i;
+            while (g > got && g[-1] != '\n')
+                g--, w--;
+            fprintf(stderr, "line %d differs:\n  got:  %.*s\n  want: %.*s\n", line, (int)strcspn(g, "\n"),
+                    g, (int)strcspn(w, "\n"), w);
+            return 0;
+        }
+        if (got[i] == '\0')
+            return 1;
+        line += got[i] == '\n';
+    }
+}
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+/* A number of random magnitude: 0 to 10^digits - 1, for digits up to max. */
+static uint64_t rnd_magnitude(int max)
+{
+    rnd_state ^= rnd_state << 13, rnd_state ^= rnd_state >> 7, rnd_state ^= rnd_state << 17;
+    uint64_t limit = 1;
+    for (int d = (int)(rnd_state >> 59) % (max + 1); d > 0; d--)
+        limit *= 10;
+    rnd_state ^= rnd_state << 13, rnd_state ^= rnd_state >> 7, rnd_state ^= rnd_state << 17;
+    return rnd_state % limit;
+}
+
+/* 1,000 methods in scattered slots, of every type, some registered, with
+ * counts and latency sums of every magnitude (the sums around where their
+ * text changes form among them), against the sample lines written here the
+ * plain way: method i is named so that it sorts i-th. */
+static void test_many_methods_exact(void)
+{
+    enum { N = 1000 };
+    static const uint64_t sums[] = {0, 1, 99, 100, 123, 999999, 1000000, 1000001, 12300000,
+                                    999999999999ull, 1000000000000ull, 1000000000001ull,
+                                    999999999999999ull, 1000000000000000ull, 1234567890123456ull,
+                                    UINT64_MAX};
+    static const uint32_t type_bits[] = {0, GRPCPROM_CLIENT_STREAMS, GRPCPROM_SERVER_STREAMS,
+                                         GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS};
+    static const char *const type_names[] = {"unary", "client_stream", "server_stream", "bidi_stream"};
+    /* Codes in name order: Aborted, AlreadyExists, Canceled, ... */
+    static const int by_name[GRPCPROM_CODES] = {10, 6, 1, 15, 4, 9, 13, 3, 5, 0, 11, 7, 8, 16, 14, 12, 2};
+    static const char *const les[] = {"0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+                                      "0.5", "1", "2.5", "5", "10", "+Inf"};
+    struct grpcprom_header *h = make_region(N, 11);
+    static char labels[N][160];
+    static uint64_t counts[N][3]; /* msg_received, msg_sent, started: the families' order */
+    static uint64_t handled[N][GRPCPROM_CODES], buckets[N][12], sum_us[N];
+    for (uint32_t i = 0; i < N; i++) {
+        char path[128];
+        const char *svc_text = "pkg.\\\"odd\\\\name\\n.S"; /* escaped, as the page shows it */
+        if (i % 50 == 7)
+            snprintf(path, sizeof(path), "/pkg.\"odd\\name\n.S/M%04u", i);
+        else {
+            snprintf(path, sizeof(path), "/com.example.platform.area%u.v1.Service%u/M%04u", i % 7, i % 13, i);
+            svc_text = path + 1;
+        }
+        snprintf(labels[i], sizeof(labels[i]), "grpc_method=\"M%04u\",grpc_service=\"%.*s\",grpc_type=\"%s\"",
+                 i, (int)strcspn(svc_text, "/"), svc_text, type_names[i % 4]);
+        uint32_t slot = i * 7919 % N;
+        uint32_t bits = type_bits[i % 4] | (i % 3 == 0 ? GRPCPROM_REGISTERED : 0);
+        struct grpcprom_method *m = add_slot(h, slot, path, bits, GRPCPROM_SLOT_READY);
+        for (int k = 0; k < 3; k++)
+            counts[i][k] = i == 5 ? UINT64_MAX : rnd_magnitude(19);
+        set(&m->msg_received, counts[i][0]);
+        set(&m->msg_sent, counts[i][1]);
+        set(&m->started, counts[i][2]);
+        for (int c = 0; c < GRPCPROM_CODES; c++)
+            set(&m->handled[c], handled[i][c] = rnd_magnitude(12) % 4 == 0 ? rnd_magnitude(12) : 0);
+        for (int j = 0; j < 12; j++)
+            set(&m->buckets[j], buckets[i][j] = rnd_magnitude(10));
+        set(&m->buckets[20], 77); /* beyond the bounds in use */
+        sum_us[i] = i < sizeof(sums) / sizeof(sums[0]) ? sums[i] : rnd_magnitude(19);
+        set(&m->latency_sum_us, sum_us[i]);
+    }
+
+    struct grpcprom_buf want = {0};
+    for (int c = 0; c < GRPCPROM_CODES; c++)
+        for (int i = 0; i < N; i++)
+            if (handled[i][by_name[c]] != 0 || i % 3 == 0)
+                grpcprom_buf_printf(&want, "grpc_server_handled_total{grpc_code=\"%s\",%s} %llu\n",
+                                    grpcprom_code_names[by_name[c]], labels[i],
+                                    (unsigned long long)handled[i][by_name[c]]);
+    for (int i = 0; i < N; i++) {
+        uint64_t cum = 0;
+        for (int j = 0; j < 12; j++)
+            grpcprom_buf_printf(&want, "grpc_server_handling_seconds_bucket{%s,le=\"%s\"} %llu\n", labels[i],
+                                les[j], (unsigned long long)(cum += buckets[i][j]));
+        char sum[32];
+        grpcprom_format_double(sum, (double)sum_us[i] / 1e6);
+        grpcprom_buf_printf(&want, "grpc_server_handling_seconds_sum{%s} %s\n", labels[i], sum);
+        grpcprom_buf_printf(&want, "grpc_server_handling_seconds_count{%s} %llu\n", labels[i],
+                            (unsigned long long)cum);
+    }
+    static const char *const counters[] = {"msg_received", "msg_sent", "started"};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < N; i++)
+            grpcprom_buf_printf(&want, "grpc_server_%s_total{%s} %llu\n", counters[k], labels[i],
+                                (unsigned long long)counts[i][k]);
+
+    char *page = render(h);
+    if (page && want.data) {
+        /* The sample lines of the method families, in their order, kept in place. */
+        char *kept = page;
+        for (const char *p = page; *p;) {
+            size_t n = strcspn(p, "\n");
+            n += p[n] == '\n';
+            if (strncmp(p, "grpc_server_", 12) == 0) {
+                memmove(kept, p, n);
+                kept += n;
+            }
+            p += n;
+        }
+        *kept = '\0';
+        CHECK(same_text(page, want.data));
+    }
+    CHECK(want.data != NULL);
+    free(page);
+    grpcprom_buf_free(&want);
     free(h);
 }
 
@@ -620,6 +748,7 @@ int main(void)
     test_histogram();
     test_duplicates();
     test_many_methods();
+    test_many_methods_exact();
     test_buf();
     CHECK_DONE();
 }
