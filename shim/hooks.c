@@ -30,8 +30,6 @@ static void *(*real_register_method)(grpc_server *, const char *, const char *,
                                      grpc_server_register_method_payload_handling, uint32_t);
 static void (*real_server_start)(grpc_server *);
 static void (*real_server_destroy)(grpc_server *);
-static void (*real_call_ref)(grpc_call *);
-static void (*real_call_unref)(grpc_call *);
 static void *(*real_builder_register_service)(void *, void *);
 static void *(*real_builder_register_service_host)(void *, const void *, void *);
 static gpr_timespec (*real_gpr_now)(gpr_clock_type);
@@ -43,8 +41,12 @@ static const char *(*real_version_string)(void);
 static struct options options;
 static struct grpcprom_header *region;
 static struct ptrmap registered;            /* registered-method handle -> slot */
-static const struct libgrpc_layout *_Atomic layout; /* NULL: calls cannot be followed */
+/* The internals the hooks read, published (release) once the tables they
+ * fill exist; NULL while nothing is counted, and for good once a call does
+ * not look as the layout says. */
+static const struct libgrpc_layout *_Atomic layout;
 static atomic_bool active;                  /* a server exists and counting is on */
+static int64_t gpr_monotonic_offset_ns;     /* tracker_now_ns() - gpr_now(GPR_CLOCK_MONOTONIC) */
 static atomic_bool page_started;
 
 struct registered_method {
@@ -54,7 +56,7 @@ struct registered_method {
 };
 
 /* The call gRPC bound last on this thread, to check a publish. */
-static __thread grpc_call *bound_call;
+static __thread grpc_call *bound_call __attribute__((tls_model("initial-exec")));
 
 static void *find_symbol(const char *name)
 {
@@ -74,6 +76,7 @@ static void *find_symbol(const char *name)
 }
 
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+static atomic_bool resolved;
 
 static void resolve_all(void)
 {
@@ -81,19 +84,20 @@ static void resolve_all(void)
     *(void **)&real_register_method = find_symbol("grpc_server_register_method");
     *(void **)&real_server_start = find_symbol("grpc_server_start");
     *(void **)&real_server_destroy = find_symbol("grpc_server_destroy");
-    *(void **)&real_call_ref = find_symbol("grpc_call_ref");
-    *(void **)&real_call_unref = find_symbol("grpc_call_unref");
     *(void **)&real_gpr_now = find_symbol("gpr_now");
     *(void **)&real_builder_register_service = find_symbol(CXX_REGISTER_SERVICE);
     *(void **)&real_builder_register_service_host = find_symbol(CXX_REGISTER_SERVICE_HOST);
     *(void **)&real_set_completion_queue = find_symbol(LAYOUT_SET_CQ_SYMBOL);
     *(void **)&real_cq_end_op = find_symbol(LAYOUT_END_OP_SYMBOL);
     *(void **)&real_version_string = find_symbol("grpc_version_string");
+    atomic_store_explicit(&resolved, true, memory_order_release);
 }
 
-static void resolve(void)
+/* Every hook calls this first: after the first time, one load. */
+static inline void resolve(void)
 {
-    pthread_once(&resolve_once, resolve_all);
+    if (__builtin_expect(!atomic_load_explicit(&resolved, memory_order_acquire), 0))
+        pthread_once(&resolve_once, resolve_all);
 }
 
 static const char *lookup_env(const char *name)
@@ -122,14 +126,17 @@ static void become_server(void)
                           "through, no page", version);
         return;
     }
+    gpr_timespec gpr_mono = real_gpr_now(GPR_CLOCK_MONOTONIC);
+    gpr_monotonic_offset_ns =
+        tracker_now_ns() - (gpr_mono.tv_sec * 1000000000 + gpr_mono.tv_nsec);
     region = store_create(options.buckets, options.bucket_count, options.max_methods);
     if (region == NULL || tracker_init(region, options.max_calls) != 0 ||
         ptrmap_init(&registered, options.max_methods, sizeof(struct registered_method)) != 0) {
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
         return;
     }
-    layout = known;
     pthread_atfork(NULL, NULL, tracker_forget_calls);
+    atomic_store_explicit(&layout, known, memory_order_release);
     atomic_store_explicit(&active, true, memory_order_release);
 }
 
@@ -143,6 +150,12 @@ static bool server_active(void)
 static bool counting(void)
 {
     return atomic_load_explicit(&active, memory_order_acquire);
+}
+
+/* The layout while calls are followed, else NULL. */
+static inline const struct libgrpc_layout *following(void)
+{
+    return atomic_load_explicit(&layout, memory_order_acquire);
 }
 
 /* Declares a method's slot, pre-initialised as go-grpc-prometheus does; a
@@ -163,9 +176,8 @@ static struct grpcprom_method *declare_method(const char *path, uint32_t bits)
  * back for the next server's methods, so a known handle is pointed anew. */
 static void map_handle(grpc_server *server, void *handle, struct grpcprom_method *m)
 {
-    uint64_t word;
     struct registered_method *r =
-        (struct registered_method *)ptrmap_find(&registered, (uintptr_t)handle, &word);
+        (struct registered_method *)ptrmap_find(&registered, (uintptr_t)handle);
     if (r == NULL) {
         r = (struct registered_method *)ptrmap_claim(&registered, (uintptr_t)handle);
         if (r == NULL) {
@@ -184,7 +196,7 @@ static void forget_handles(grpc_server *server)
 {
     for (size_t i = 0; i <= registered.mask; i++) {
         struct registered_method *r = (struct registered_method *)ptrmap_live_entry(&registered, i);
-        if (r && atomic_load(&r->server) == server && ptrmap_drop(&r->entry))
+        if (r && atomic_load(&r->server) == server)
             ptrmap_release(&registered, &r->entry);
     }
 }
@@ -323,31 +335,17 @@ EXPORT grpc_call_error grpc_call_start_batch(grpc_call *call, const grpc_op *ops
                                              void *tag, void *reserved)
 {
     resolve();
+    const struct libgrpc_layout *known = following();
+    struct call_record *rec;
     struct batch_ops decoded;
-    if (!counting() || layout == NULL || !decode_batch(ops, nops, &decoded))
+    if (known == NULL || (rec = layout_call_record(known, call, tracker_call_destroyed)) == NULL ||
+        !decode_batch(ops, nops, &decoded))
         return real_start_batch(call, ops, nops, tag, reserved);
-    uint64_t ticket;
-    unsigned noted = tracker_batch_submit((uintptr_t)call, &decoded, &ticket);
+    unsigned noted = tracker_batch_submit(rec, &decoded);
     grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
     if (err != GRPC_CALL_OK && noted)
-        tracker_batch_refused((uintptr_t)call, noted, ticket);
+        tracker_batch_refused(rec, noted);
     return err;
-}
-
-EXPORT void grpc_call_ref(grpc_call *call)
-{
-    resolve();
-    if (counting())
-        tracker_call_ref((uintptr_t)call);
-    real_call_ref(call);
-}
-
-EXPORT void grpc_call_unref(grpc_call *call)
-{
-    resolve();
-    if (counting()) /* even after counting stopped: in-flight calls still end */
-        tracker_call_unref((uintptr_t)call);
-    real_call_unref(call);
 }
 
 /* Internal: gRPC binds a new server call to its queue just before it
@@ -361,25 +359,29 @@ void hook_set_completion_queue(grpc_call *call, grpc_completion_queue *cq)
     real_set_completion_queue(call, cq);
 }
 
-/* Converts a gRPC deadline to this shim's clock. */
+/* Converts a gRPC deadline to this shim's clock. A server's deadlines are
+ * on gpr's monotonic clock (Server::CallData publishes them so), which
+ * differs from ours by a constant; another clock costs two clock reads. */
 static int64_t deadline_ns(gpr_timespec deadline)
 {
-    if (deadline.tv_sec == INT64_MAX || real_gpr_now == NULL)
+    if (deadline.tv_sec == INT64_MAX)
         return TRACKER_NO_DEADLINE;
-    gpr_timespec now = real_gpr_now(deadline.clock_type);
-    int64_t left_s = deadline.tv_sec - now.tv_sec;
-    if (left_s > 1000000000) /* decades away: as good as none, and no overflow */
+    int64_t offset_ns = gpr_monotonic_offset_ns;
+    if (deadline.clock_type != GPR_CLOCK_MONOTONIC) {
+        gpr_timespec now = real_gpr_now(deadline.clock_type);
+        offset_ns = tracker_now_ns() - (now.tv_sec * 1000000000 + now.tv_nsec);
+    }
+    if (deadline.tv_sec > INT64_MAX / 1000000000 - 1000000000) /* centuries away: none */
         return TRACKER_NO_DEADLINE;
-    return tracker_now_ns() + left_s * 1000000000 + (deadline.tv_nsec - now.tv_nsec);
+    return deadline.tv_sec * 1000000000 + deadline.tv_nsec + offset_ns;
 }
 
-static void call_published(const struct published_call *p)
+static struct call_record *call_published(const struct published_call *p)
 {
-    struct call_start start = {.call = (uintptr_t)p->call, .deadline_ns = TRACKER_NO_DEADLINE};
+    struct call_start start = {.deadline_ns = TRACKER_NO_DEADLINE};
     if (p->registered_method) {
-        uint64_t word;
         struct registered_method *r = (struct registered_method *)ptrmap_find(
-            &registered, (uintptr_t)p->registered_method, &word);
+            &registered, (uintptr_t)p->registered_method);
         start.method = r ? atomic_load(&r->method) : NULL;
         if (start.method == NULL) /* the handle found no room in the map */
             start.method = grpcprom_region_overflow(region, p->payload ? 0 : GRPCPROM_CLIENT_STREAMS);
@@ -391,7 +393,18 @@ static void call_published(const struct published_call *p)
     }
     if (p->deadline)
         start.deadline_ns = deadline_ns(*p->deadline);
-    tracker_call_started(&start);
+    return tracker_call_started(&start);
+}
+
+/* A call whose context slot another part of the process uses is not
+ * followed: counted as untracked, said once. */
+static void slot_taken(void)
+{
+    static atomic_bool warned;
+    store_add(&region->calls_untracked, 1);
+    if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
+        log_msg(LOG_WARN, "a server call's context slot is used by another library: such calls "
+                          "are counted only in grpcprom_calls_untracked_total");
 }
 
 /* Follows a call gRPC is handing to the application, unless the request
@@ -399,11 +412,17 @@ static void call_published(const struct published_call *p)
 static void request_done(const struct libgrpc_layout *known, void *rc, void *tag, void *storage)
 {
     struct published_call p;
-    if (layout_read_request(known, rc, tag, storage, &p) == 0 && p.call == bound_call) {
-        call_published(&p);
+    enum layout_slot slot;
+    if (layout_read_request(known, rc, tag, storage, &p) == 0 && p.call == bound_call &&
+        (slot = layout_call_slot(known, p.call)) != LAYOUT_NOT_A_CALL) {
+        struct call_record *rec;
+        if (slot == LAYOUT_SLOT_TAKEN)
+            slot_taken();
+        else if ((rec = call_published(&p)) != NULL)
+            layout_attach_record(known, p.call, rec, tracker_call_destroyed);
         return;
     }
-    layout = NULL;
+    atomic_store(&layout, NULL);
     store_add(&region->calls_untracked, 1);
     log_msg(LOG_WARN, "a published call does not match the known libgrpc layout: counting stops");
 }
@@ -417,16 +436,18 @@ void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
                     void (*done)(void *, void *), void *done_arg, void *storage, bool internal)
 {
     resolve();
-    const struct libgrpc_layout *known = counting() ? layout : NULL;
+    const struct libgrpc_layout *known = following();
     if (known) {
         bool ok = layout_status_ok(status);
         grpc_call *call;
         unsigned ops;
+        struct call_record *rec;
         if ((void *)done == known->done_request_event) {
             if (ok) /* a request failed at shutdown carries an error and no call */
                 request_done(known, done_arg, tag, storage);
-        } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && ops) {
-            tracker_batch_done((uintptr_t)call, ops, ok);
+        } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && ops &&
+                   (rec = layout_call_record(known, call, tracker_call_destroyed)) != NULL) {
+            tracker_batch_done(rec, ops, ok);
         }
     }
     real_cq_end_op(cq, tag, status, done, done_arg, storage, internal);

@@ -15,6 +15,9 @@ static struct libgrpc_layout layouts[] = {
         .off_batch_call = 0, .off_batch_flags = 24, .off_batch_completion = 112,
         .flag_send_message = 1u << 2, .flag_send_status = 1u << 1,
         .flag_recv_message = 1u << 4, .flag_recv_close = 1u << 5,
+        /* context_ at 0xa10, 16 bytes an element; GRPC_CONTEXT_TRAFFIC is 3 */
+        .call_vtable_symbol = "_ZTVN9grpc_core15FilterStackCallE", .call_vtable_offset = 16,
+        .off_context_slot = 0xa10 + 3 * 16,
     },
 };
 
@@ -25,8 +28,16 @@ const struct libgrpc_layout *layout_find(const char *version, void *(*find_symbo
         if (strcmp(version, l->core_version) != 0)
             continue;
         l->done_request_event = find_symbol(l->done_request_symbol);
-        if (l->done_request_event)
-            return l;
+        const char *vtable = find_symbol(l->call_vtable_symbol);
+        if (l->done_request_event == NULL || vtable == NULL)
+            continue;
+        l->call_vtable = vtable + l->call_vtable_offset;
+        for (unsigned flags = 0; flags < 256; flags++)
+            l->batch_ops_of_flags[flags] = ((flags & l->flag_send_message) ? BATCH_SEND_MESSAGE : 0) |
+                                           ((flags & l->flag_send_status) ? BATCH_SEND_STATUS : 0) |
+                                           ((flags & l->flag_recv_message) ? BATCH_RECV_MESSAGE : 0) |
+                                           ((flags & l->flag_recv_close) ? BATCH_RECV_CLOSE : 0);
+        return l;
     }
     return NULL;
 }
@@ -58,16 +69,20 @@ int layout_read_request(const struct libgrpc_layout *layout, const void *rc, con
     return 0;
 }
 
-bool layout_read_batch(const struct libgrpc_layout *layout, const void *done_arg,
-                       const void *storage, grpc_call **call, unsigned *ops)
+enum layout_slot layout_call_slot(const struct libgrpc_layout *layout, const grpc_call *call)
 {
-    if ((const char *)storage != (const char *)done_arg + layout->off_batch_completion)
-        return false;
-    *call = FIELD(grpc_call *, done_arg, layout->off_batch_call);
-    uint8_t flags = FIELD(uint8_t, done_arg, layout->off_batch_flags);
-    *ops = ((flags & layout->flag_send_message) ? BATCH_SEND_MESSAGE : 0) |
-           ((flags & layout->flag_send_status) ? BATCH_SEND_STATUS : 0) |
-           ((flags & layout->flag_recv_message) ? BATCH_RECV_MESSAGE : 0) |
-           ((flags & layout->flag_recv_close) ? BATCH_RECV_CLOSE : 0);
-    return *call != NULL;
+    if (*(const void *const *)call != layout->call_vtable)
+        return LAYOUT_NOT_A_CALL;
+    const struct layout_context_slot *slot =
+        (const struct layout_context_slot *)((const char *)call + layout->off_context_slot);
+    return slot->value == NULL && slot->destroy == NULL ? LAYOUT_SLOT_FREE : LAYOUT_SLOT_TAKEN;
+}
+
+void layout_attach_record(const struct libgrpc_layout *layout, grpc_call *call, void *record,
+                          void (*destroy)(void *))
+{
+    struct layout_context_slot *slot =
+        (struct layout_context_slot *)((char *)call + layout->off_context_slot);
+    slot->value = record;
+    slot->destroy = destroy;
 }

@@ -8,9 +8,6 @@
 
 enum { ENTRY_FREE = 0, ENTRY_BUSY = 1, ENTRY_LIVE = 2, ENTRY_DEAD = 3 };
 
-#define HOLDERS(word) ((uint32_t)(word))
-#define NEXT_GENERATION(word) ((((word) >> 32) + 1) << 32)
-
 static struct ptrmap_entry *entry_at(const struct ptrmap *map, size_t i)
 {
     return (struct ptrmap_entry *)(map->entries + (i & map->mask) * map->entry_size);
@@ -42,23 +39,10 @@ int ptrmap_init(struct ptrmap *map, size_t limit, size_t entry_size)
     return 0;
 }
 
-void ptrmap_clear(struct ptrmap *map)
-{
-    /* Private anonymous pages read back as zeros: nothing is copied. */
-    madvise(map->entries, (map->mask + 1) * map->entry_size, MADV_DONTNEED);
-    atomic_store(&map->claimed, 0);
-    atomic_store(&map->max_probe, 0);
-}
-
 struct ptrmap_entry *ptrmap_live_entry(const struct ptrmap *map, size_t i)
 {
     struct ptrmap_entry *e = entry_at(map, i);
     return atomic_load_explicit(&e->state, memory_order_acquire) == ENTRY_LIVE ? e : NULL;
-}
-
-size_t ptrmap_index(const struct ptrmap *map, const struct ptrmap_entry *entry)
-{
-    return (size_t)((const char *)entry - map->entries) / map->entry_size;
 }
 
 struct ptrmap_entry *ptrmap_claim(struct ptrmap *map, uintptr_t key)
@@ -88,14 +72,12 @@ struct ptrmap_entry *ptrmap_claim(struct ptrmap *map, uintptr_t key)
 
 void ptrmap_publish(struct ptrmap_entry *entry)
 {
-    uint64_t word = atomic_load_explicit(&entry->word, memory_order_relaxed);
-    atomic_store_explicit(&entry->word, (word & ~(uint64_t)UINT32_MAX) | 1, memory_order_release);
     atomic_store_explicit(&entry->state, ENTRY_LIVE, memory_order_release);
 }
 
 /* A key is published after its claim raised max_probe, and whoever looks
  * it up learnt of the key after that: the bound never hides it. */
-struct ptrmap_entry *ptrmap_find(const struct ptrmap *map, uintptr_t key, uint64_t *word)
+struct ptrmap_entry *ptrmap_find(const struct ptrmap *map, uintptr_t key)
 {
     size_t start = key_hash(key);
     size_t far = atomic_load_explicit(&map->max_probe, memory_order_relaxed);
@@ -104,47 +86,10 @@ struct ptrmap_entry *ptrmap_find(const struct ptrmap *map, uintptr_t key, uint64
         uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire);
         if (state == ENTRY_FREE)
             return NULL;
-        if (state != ENTRY_LIVE)
-            continue;
-        uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
-        if (HOLDERS(w) == 0 || atomic_load_explicit(&e->key, memory_order_relaxed) != key)
-            continue;
-        *word = w;
-        return e;
+        if (state == ENTRY_LIVE && atomic_load_explicit(&e->key, memory_order_relaxed) == key)
+            return e;
     }
     return NULL;
-}
-
-bool ptrmap_hold(struct ptrmap_entry *entry, uint64_t word)
-{
-    uint64_t now = word;
-    while (HOLDERS(now) > 0 && (now >> 32) == (word >> 32)) {
-        if (atomic_compare_exchange_weak_explicit(&entry->word, &now, now + 1,
-                                                  memory_order_acquire, memory_order_relaxed))
-            return true;
-    }
-    return false;
-}
-
-bool ptrmap_drop(struct ptrmap_entry *entry)
-{
-    uint64_t now = atomic_load_explicit(&entry->word, memory_order_relaxed);
-    for (;;) {
-        if (HOLDERS(now) == 0)
-            return false; /* not held: nothing to drop */
-        bool last = HOLDERS(now) == 1;
-        uint64_t next = last ? NEXT_GENERATION(now) : now - 1;
-        if (atomic_compare_exchange_weak_explicit(&entry->word, &now, next,
-                                                  memory_order_acq_rel, memory_order_relaxed))
-            return last;
-    }
-}
-
-bool ptrmap_evict(struct ptrmap_entry *entry, uint64_t word)
-{
-    return HOLDERS(word) > 0 &&
-           atomic_compare_exchange_strong_explicit(&entry->word, &word, NEXT_GENERATION(word),
-                                                   memory_order_acq_rel, memory_order_relaxed);
 }
 
 void ptrmap_release(struct ptrmap *map, struct ptrmap_entry *entry)

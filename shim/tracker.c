@@ -1,8 +1,8 @@
-/* tracker.c: per-call records in a lock-free map keyed by grpc_call*. A
- * record holds what the call's pending batches need at their completion,
- * and counts one holder per reference the application has, plus one per
- * completion that is using it; the last holder settles the call and frees
- * the record.
+/* tracker.c: one record per call gRPC publishes, from a fixed pool,
+ * kept with the call itself (hooks.c puts it in a context slot of the call,
+ * whose destroy function gRPC runs when it destroys the call). So every
+ * batch and completion finds its record in the call, and the record lives
+ * exactly as long as the call: no lookup, no reference counting.
  *
  * Why this is safe (gRPC 1.51, src/core/lib/surface/call.cc):
  * - A completion is matched by its call and by what its batch did, both
@@ -16,12 +16,11 @@
  *   submits in that instant, in a batch led by another operation, finds
  *   the earlier one still noted here and its message is not counted.
  *   libgrpc++ and Ruby submit the next read only after the completion.
- * - A batch holds an internal reference on its call until its completion's
- *   `done` runs (BatchControl::PostCompletion), after our hook: the call's
- *   address cannot serve a new call while a completion for it is pending.
- *   Its record can be freed meanwhile (the application's last unref), and
- *   claimed again for another call: the holder count carries a generation
- *   (ptrmap.h), so the stale completion fails to hold it.
+ * - The record is alive whenever a hook reads it: the application holds a
+ *   reference on the call while it starts a batch, and a batch holds one
+ *   until its completion's `done` runs (BatchControl::PostCompletion),
+ *   after our hook. ~FilterStackCall runs the context's destroy function
+ *   once every reference is gone, and nothing reads the record after.
  * - A status is claimed (NONE -> CLAIMING), its code and time written, then
  *   published (SUBMITTED, release): whoever reads SUBMITTED reads both.
  *
@@ -38,7 +37,6 @@
 #include <time.h>
 
 #include "log.h"
-#include "ptrmap.h"
 #include "store.h"
 
 enum { STATUS_NONE = 0, STATUS_CLAIMING = 1, STATUS_SUBMITTED = 2, STATUS_DONE = 3 };
@@ -46,11 +44,11 @@ enum { CODE_OK = 0, CODE_CANCELLED = 1, CODE_DEADLINE_EXCEEDED = 4, CODE_UNIMPLE
 enum { SHORT_PATH = 96 }; /* most paths: kept in the record itself */
 
 struct call_record {
-    struct ptrmap_entry entry;          /* key: grpc_call*; holders: refs and completions */
     struct grpcprom_method *method;     /* NULL while the path has no slot */
     int64_t start_ns;
     int64_t deadline_ns;
-    size_t path_len;                    /* its bytes: see record_path() */
+    uint32_t path_len;                  /* its bytes: see record_path() */
+    uint32_t epoch;                     /* the process's, when the call started */
     bool registered;
     _Atomic uint32_t status_state;
     _Atomic int32_t status_code;        /* valid in STATUS_SUBMITTED */
@@ -61,14 +59,24 @@ struct call_record {
     _Atomic uint32_t received;
     _Atomic uint32_t sent;              /* counted here only while method is NULL */
     _Atomic uint32_t stream_bits;       /* how this call streamed */
-    char short_path[SHORT_PATH];         /* the path of a call without a slot, if short */
+    _Atomic uint32_t next_free;         /* on the free stack: the next one's number */
+    char short_path[SHORT_PATH];        /* the path of a call without a slot, if short */
 };
 
 static struct grpcprom_header *region;
-static struct ptrmap calls;
+/* The pool: records handed out in order first, then from the free stack,
+ * whose top word is (pops and pushes << 32 | record number), 0 when empty:
+ * the count in it makes a stale compare-and-swap fail (no ABA). */
+static struct call_record *records;
+static uint32_t record_limit;
+static _Atomic uint32_t never_used;
+static _Atomic uint64_t free_top;
 /* Longer paths of calls without a slot, beside their records: pages of it
  * are touched only by such calls. */
 static char (*long_paths)[GRPCPROM_PATH_MAX];
+/* Raised in a forked child: records of calls started before the fork are
+ * the parent's, and the child neither counts nor reuses them. */
+static uint32_t epoch;
 
 /* Where a call without a slot keeps its path (too long ones are not kept:
  * they can never have a slot). */
@@ -76,7 +84,7 @@ static char *record_path(struct call_record *rec)
 {
     if (rec->path_len <= SHORT_PATH)
         return rec->short_path;
-    return long_paths[ptrmap_index(&calls, &rec->entry)];
+    return long_paths[rec - records];
 }
 
 int64_t tracker_now_ns(void)
@@ -88,26 +96,60 @@ int64_t tracker_now_ns(void)
 
 int tracker_init(struct grpcprom_header *shared_region, size_t max_calls)
 {
-    int rc = ptrmap_init(&calls, max_calls, sizeof(struct call_record));
-    if (rc != 0)
-        return rc;
-    void *mem = mmap(NULL, (calls.mask + 1) * GRPCPROM_PATH_MAX, PROT_READ | PROT_WRITE,
+    if (max_calls == 0 || max_calls > UINT32_MAX / 2)
+        return -EINVAL;
+    /* Reserved, not committed: pages are touched as calls use them. */
+    void *mem = mmap(NULL, max_calls * sizeof(struct call_record), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED)
         return -errno;
-    long_paths = mem;
+    void *paths = mmap(NULL, max_calls * GRPCPROM_PATH_MAX, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (paths == MAP_FAILED) {
+        int err = errno;
+        munmap(mem, max_calls * sizeof(struct call_record));
+        return -err;
+    }
+    records = mem;
+    long_paths = paths;
+    record_limit = (uint32_t)max_calls;
+    atomic_store(&never_used, 0);
+    atomic_store(&free_top, 0);
     region = shared_region;
     return 0;
 }
 
 void tracker_forget_calls(void)
 {
-    ptrmap_clear(&calls);
+    epoch++;
 }
 
-static struct call_record *find_call(uintptr_t call, uint64_t *word)
+/* A free record, or NULL when all are taken. */
+static struct call_record *take_record(void)
 {
-    return (struct call_record *)ptrmap_find(&calls, call, word);
+    uint64_t top = atomic_load_explicit(&free_top, memory_order_acquire);
+    while ((uint32_t)top != 0) {
+        struct call_record *rec = &records[(uint32_t)top - 1];
+        uint64_t next = ((top >> 32) + 1) << 32 |
+                        atomic_load_explicit(&rec->next_free, memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&free_top, &top, next, memory_order_acquire,
+                                                  memory_order_acquire))
+            return rec;
+    }
+    if (atomic_load_explicit(&never_used, memory_order_relaxed) >= record_limit)
+        return NULL;
+    uint32_t n = atomic_fetch_add_explicit(&never_used, 1, memory_order_relaxed);
+    return n < record_limit ? &records[n] : NULL;
+}
+
+static void give_back(struct call_record *rec)
+{
+    uint32_t number = (uint32_t)(rec - records) + 1;
+    uint64_t top = atomic_load_explicit(&free_top, memory_order_relaxed);
+    do
+        atomic_store_explicit(&rec->next_free, (uint32_t)top, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&free_top, &top, ((top >> 32) + 1) << 32 | number,
+                                                  memory_order_release, memory_order_relaxed));
 }
 
 static void call_table_full(void)
@@ -115,31 +157,17 @@ static void call_table_full(void)
     static atomic_bool warned;
     store_add(&region->calls_untracked, 1);
     if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
-        log_msg(LOG_WARN, "the call table is full (%zu calls in flight, GRPCPROM_MAX_CALLS): "
+        log_msg(LOG_WARN, "the call table is full (%u calls in flight, GRPCPROM_MAX_CALLS): "
                           "further calls are counted only in grpcprom_calls_untracked_total",
-                calls.limit);
+                record_limit);
 }
 
-static void finish(struct call_record *rec);
-
-/* A call published at the address of a call still in the table: gRPC freed
- * the old one, so unrefs were missed (some went past the shim). It ends
- * now, so one address never has two records. */
-static void evict_stale(uintptr_t call)
+struct call_record *tracker_call_started(const struct call_start *start)
 {
-    uint64_t word;
-    struct call_record *old = find_call(call, &word);
-    if (old && ptrmap_evict(&old->entry, word))
-        finish(old);
-}
-
-void tracker_call_started(const struct call_start *start)
-{
-    evict_stale(start->call);
-    struct call_record *rec = (struct call_record *)ptrmap_claim(&calls, start->call);
+    struct call_record *rec = take_record();
     if (rec == NULL) {
         call_table_full();
-        return;
+        return NULL;
     }
     rec->method = start->method;
     if (rec->method == NULL)
@@ -147,7 +175,8 @@ void tracker_call_started(const struct call_start *start)
     rec->start_ns = tracker_now_ns();
     rec->deadline_ns = start->deadline_ns;
     rec->registered = start->registered;
-    rec->path_len = start->path_len;
+    rec->path_len = start->path_len > UINT32_MAX ? UINT32_MAX : (uint32_t)start->path_len;
+    rec->epoch = epoch;
     atomic_store_explicit(&rec->status_state, STATUS_NONE, memory_order_relaxed);
     atomic_store_explicit(&rec->status_message, false, memory_order_relaxed);
     atomic_store_explicit(&rec->pending_recv, NULL, memory_order_relaxed);
@@ -165,7 +194,7 @@ void tracker_call_started(const struct call_start *start)
     } else if (start->path_len <= GRPCPROM_PATH_MAX) {
         memcpy(record_path(rec), start->path, start->path_len);
     }
-    ptrmap_publish(&rec->entry);
+    return rec;
 }
 
 /* Notes a way the call streamed: on its method at once, or kept until the
@@ -276,30 +305,27 @@ static void settle(struct call_record *rec, int code, int64_t end_ns, bool deliv
     store_handled(region, m, code, latency);
 }
 
-/* The last holder is gone: settles the call (with the status the server
- * submitted, if any; else as cancelled) and frees its record. */
-static void finish(struct call_record *rec)
+/* gRPC destroys the call: settles it with the status the server submitted,
+ * if any, else as cancelled (when nothing settled it before), and frees
+ * its record. A record of the parent's, in a forked child, is left alone. */
+void tracker_call_destroyed(void *arg)
 {
+    struct call_record *rec = arg;
+    if (rec->epoch != epoch)
+        return;
     if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
         settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
                atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
-    } else {
+    } else if (atomic_load_explicit(&rec->status_state, memory_order_relaxed) != STATUS_DONE) {
         int64_t now = tracker_now_ns();
         settle(rec, cancel_code(rec, now), now, false);
     }
-    ptrmap_release(&calls, &rec->entry);
+    give_back(rec);
 }
 
-static void drop(struct call_record *rec)
+unsigned tracker_batch_submit(struct call_record *rec, const struct batch_ops *ops)
 {
-    if (ptrmap_drop(&rec->entry))
-        finish(rec);
-}
-
-unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops, uint64_t *ticket)
-{
-    struct call_record *rec = find_call(call, ticket);
-    if (rec == NULL)
+    if (rec->epoch != epoch)
         return 0;
     unsigned noted = 0;
     uint32_t none = STATUS_NONE;
@@ -326,13 +352,9 @@ unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops, uint6
     return noted;
 }
 
-void tracker_batch_refused(uintptr_t call, unsigned noted, uint64_t ticket)
+/* No completion comes for a refused batch: what it noted is undone. */
+void tracker_batch_refused(struct call_record *rec, unsigned noted)
 {
-    uint64_t word;
-    struct call_record *rec = noted ? find_call(call, &word) : NULL;
-    if (rec == NULL || !ptrmap_hold(&rec->entry, ticket))
-        return;
-    /* No completion comes for a refused batch: what it noted is ours. */
     if (noted & BATCH_SEND_STATUS) {
         uint32_t submitted = STATUS_SUBMITTED;
         atomic_compare_exchange_strong(&rec->status_state, &submitted, STATUS_NONE);
@@ -341,16 +363,11 @@ void tracker_batch_refused(uintptr_t call, unsigned noted, uint64_t ticket)
         atomic_store(&rec->pending_recv, NULL);
     if (noted & BATCH_RECV_CLOSE)
         atomic_store(&rec->pending_close, NULL);
-    drop(rec);
 }
 
-void tracker_batch_done(uintptr_t call, unsigned ops, bool success)
+void tracker_batch_done(struct call_record *rec, unsigned ops, bool success)
 {
-    uint64_t word;
-    struct call_record *rec = find_call(call, &word);
-    /* The application may let go of the call on another thread meanwhile:
-     * the hold keeps the record, and fails if it was freed already. */
-    if (rec == NULL || !ptrmap_hold(&rec->entry, word))
+    if (rec->epoch != epoch)
         return;
     if (ops & BATCH_RECV_MESSAGE) {
         void **landed = atomic_exchange(&rec->pending_recv, NULL);
@@ -377,21 +394,4 @@ void tracker_batch_done(uintptr_t call, unsigned ops, bool success)
             settle(rec, cancel_code(rec, now), now, false);
         }
     }
-    drop(rec);
-}
-
-void tracker_call_ref(uintptr_t call)
-{
-    uint64_t word;
-    struct call_record *rec = find_call(call, &word);
-    if (rec)
-        ptrmap_hold(&rec->entry, word);
-}
-
-void tracker_call_unref(uintptr_t call)
-{
-    uint64_t word;
-    struct call_record *rec = find_call(call, &word);
-    if (rec)
-        drop(rec);
 }

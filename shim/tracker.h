@@ -1,6 +1,8 @@
 /* tracker.h: follows each server call from the moment gRPC hands it to the
  * application to its status, and adds what it saw to the region. It knows
- * nothing of gRPC's types: the hooks decode calls and batches for it. */
+ * nothing of gRPC's types: the hooks decode calls and batches for it, and
+ * keep each call's record with the call itself, so that gRPC hands it back
+ * with every batch and gives it up when it destroys the call. */
 #ifndef GRPCPROM_TRACKER_H
 #define GRPCPROM_TRACKER_H
 
@@ -14,13 +16,12 @@
 
 /* A call as gRPC publishes it to the application. */
 struct call_start {
-    uintptr_t call;
     struct grpcprom_method *method;   /* a registered method's slot, or NULL */
     const char *path;                 /* with method NULL: the :path, len bytes */
     size_t path_len;
     bool registered;                  /* the client side's streaming is declared */
     bool first_message_read;          /* gRPC read the request for the handler */
-    int64_t deadline_ns;              /* CLOCK_MONOTONIC, or TRACKER_NO_DEADLINE */
+    int64_t deadline_ns;              /* tracker_now_ns's clock, or TRACKER_NO_DEADLINE */
 };
 
 /* The operations of a batch that the counts follow. gRPC runs at most one
@@ -42,27 +43,30 @@ struct batch_ops {
     int *cancelled;        /* with BATCH_RECV_CLOSE: its int* */
 };
 
-/* Maps the tables, with room for `max_calls` calls in flight; 0 or -errno. */
+/* One call's record, from its publication until gRPC destroys it. */
+struct call_record;
+
+/* Maps the pool of records, `max_calls` of them; 0 or -errno. */
 int tracker_init(struct grpcprom_header *region, size_t max_calls);
-/* In a forked child: forgets the parent's calls. */
+/* In a forked child: the parent's calls are the parent's to count. */
 void tracker_forget_calls(void);
 
-void tracker_call_started(const struct call_start *start);
+/* Counts a call gRPC publishes and returns its record, or NULL when every
+ * record is taken (then the call is counted as untracked, once). */
+struct call_record *tracker_call_started(const struct call_start *start);
 
 /* Before the real grpc_call_start_batch: notes what the batch's completion
  * will need, since it may complete on another thread before the real
- * function returns. Returns the operations it noted, and in *ticket which
- * record it noted them in. */
-unsigned tracker_batch_submit(uintptr_t call, const struct batch_ops *ops, uint64_t *ticket);
-/* After it, when gRPC refused the batch: forgets what was noted, unless
- * the record has ended meanwhile (callbacks run inside the real function). */
-void tracker_batch_refused(uintptr_t call, unsigned noted, uint64_t ticket);
-/* A batch of `call` that did `ops` (batch_op_bits) is about to complete. */
-void tracker_batch_done(uintptr_t call, unsigned ops, bool success);
+ * function returns. Returns the operations it noted. */
+unsigned tracker_batch_submit(struct call_record *rec, const struct batch_ops *ops);
+/* After it, when gRPC refused the batch: forgets what was noted. */
+void tracker_batch_refused(struct call_record *rec, unsigned noted);
+/* A batch that did `ops` (batch_op_bits) is about to complete. */
+void tracker_batch_done(struct call_record *rec, unsigned ops, bool success);
 
-void tracker_call_ref(uintptr_t call);
-/* Before the real unref: on the last reference, settles and forgets the call. */
-void tracker_call_unref(uintptr_t call);
+/* gRPC destroys the call: settles it if its status did not, and frees the
+ * record. Its signature is that of a call context's destroy function. */
+void tracker_call_destroyed(void *rec);
 
 /* The clock every latency is measured with. */
 int64_t tracker_now_ns(void);
