@@ -1,5 +1,4 @@
 /* access.c: the page's address list and credential checks. */
-#define _GNU_SOURCE
 #include "access.h"
 
 #include <arpa/inet.h>

@@ -1,5 +1,4 @@
 /* tls_files.c: reads the page's certificate and key when their files change. */
-#define _GNU_SOURCE
 #include "tls_files.h"
 
 #include <errno.h>

@@ -2,7 +2,6 @@
  * stands in for. Each decodes what gRPC is doing for the tracker, then calls
  * the real function. Until the process registers or starts a gRPC server,
  * every hook only forwards: a client or any other program is left alone. */
-#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <grpc/grpc.h>
 #include <limits.h>

@@ -516,6 +516,7 @@ def test_the_hosts_signals_stay_the_hosts():
 
 
 def test_only_a_server_loads_the_http_library():
+    """libmicrohttpd (with GnuTLS) and zlib are loaded when the page starts."""
     env = dict(os.environ, LD_PRELOAD=PRELOAD)
     sleeper = subprocess.Popen(["sleep", "5"], env=env)
     try:
@@ -525,7 +526,7 @@ def test_only_a_server_loads_the_http_library():
             time.sleep(0.05)
             maps = open("/proc/%d/maps" % sleeper.pid).read()
         assert "libgrpcprom.so" in maps
-        assert "libmicrohttpd" not in maps and "gnutls" not in maps
+        assert "libmicrohttpd" not in maps and "gnutls" not in maps and "libz.so" not in maps
     finally:
         sleeper.kill()
         sleeper.wait()
