@@ -10,8 +10,11 @@
  * After the header comes a hash index of paths (slot number + 1, 0 when
  * empty), at most half full, then the method slots, handed out in order, then
  * one overflow slot per grpc_type for calls that cannot have a series of
- * their own. A reader walks the slots in use and the overflow slots; it never
- * needs the index. */
+ * their own, then the counts: for each slot, one block per shard. A writer
+ * adds to the shard of the CPU it runs on, so threads counting the same
+ * method at once write different cache lines; a reader sums the shards. A
+ * reader walks the slots in use and the overflow slots; it never needs the
+ * index. */
 #ifndef GRPCPROM_REGION_H
 #define GRPCPROM_REGION_H
 
@@ -20,7 +23,7 @@
 #include <stdint.h>
 
 #define GRPCPROM_MAGIC "GRPCPRM1"
-#define GRPCPROM_LAYOUT_VERSION 2u
+#define GRPCPROM_LAYOUT_VERSION 3u
 #define GRPCPROM_MAX_BUCKETS 30   /* finite bounds; one more slot for +Inf */
 #define GRPCPROM_PATH_MAX 1024     /* longest :path that becomes a series */
 #define GRPCPROM_CODES 17
@@ -28,6 +31,7 @@
 #define GRPCPROM_OVERFLOW_PATH "/_OTHER/_OTHER"
 #define GRPCPROM_MAX_METHOD_CAPACITY (UINT32_MAX / 4)
 #define GRPCPROM_MAX_BUCKET_BOUND 1e9  /* seconds: about 31 years, still exact in nanoseconds */
+#define GRPCPROM_MAX_SHARDS 16     /* a power of two */
 
 /* grpc_type is derived from what a method has been seen to do. */
 enum grpcprom_type_bits {
@@ -51,21 +55,34 @@ enum grpcprom_overflow_reason {
  * path to another stays EMPTY, unused. */
 enum grpcprom_slot_state { GRPCPROM_SLOT_EMPTY = 0, GRPCPROM_SLOT_READY = 2 };
 
-/* One method's counts, on whole cache lines. */
+/* One method: what it is. Its counts are in its shards' blocks. */
 struct grpcprom_method {
     _Atomic uint32_t state;         /* grpcprom_slot_state: readers skip all but READY */
     _Atomic uint32_t type_bits;     /* grpcprom_type_bits */
     uint64_t path_hash;             /* written before READY, like the path */
     uint32_t path_len;
     uint32_t reserved;
+    char path[GRPCPROM_PATH_MAX];   /* "/pkg.Service/Method", path_len bytes, no NUL */
+} __attribute__((aligned(64)));
+
+/* One method's counts in one shard, on whole cache lines: a block is
+ * counts_size bytes (see the header), with bucket_count + 1 buckets. */
+struct grpcprom_counts {
     _Atomic uint64_t started;
     _Atomic uint64_t msg_received;
     _Atomic uint64_t msg_sent;
     _Atomic uint64_t handled[GRPCPROM_CODES];
     _Atomic uint64_t latency_sum_us; /* microseconds: wraps after 584,000 years of calls */
     _Atomic uint64_t buckets[GRPCPROM_MAX_BUCKETS + 1]; /* per bucket; last is +Inf */
-    char path[GRPCPROM_PATH_MAX];   /* "/pkg.Service/Method", path_len bytes, no NUL */
-} __attribute__((aligned(64)));
+};
+
+/* A method's counts summed over its shards, as a reader sees them. */
+struct grpcprom_totals {
+    uint64_t started, msg_received, msg_sent;
+    uint64_t handled[GRPCPROM_CODES];
+    uint64_t latency_sum_us;
+    uint64_t buckets[GRPCPROM_MAX_BUCKETS + 1];
+};
 
 struct grpcprom_header {
     char magic[8];                  /* GRPCPROM_MAGIC, written last by the creator */
@@ -78,6 +95,9 @@ struct grpcprom_header {
     uint32_t bucket_count;          /* finite bounds in use, <= GRPCPROM_MAX_BUCKETS */
     uint64_t index_offset;          /* from the start of the region */
     uint64_t methods_offset;        /* method slots, then the overflow slots */
+    uint64_t counts_offset;         /* every slot's blocks of counts, shard by shard */
+    uint32_t shard_count;           /* a power of two, at most GRPCPROM_MAX_SHARDS */
+    uint32_t counts_size;           /* bytes of one block of counts, a multiple of 64 */
     uint64_t hash_seed;             /* keys the path hash, so clients cannot aim collisions */
     int64_t creator_pid;
     int64_t start_time_unix_ns;
@@ -91,7 +111,7 @@ struct grpcprom_header {
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct grpcprom_method) % 64 == 0, "method slots fill cache lines");
-_Static_assert(offsetof(struct grpcprom_method, started) % 8 == 0, "counter alignment");
+_Static_assert(sizeof(struct grpcprom_counts) % 8 == 0, "counter alignment");
 _Static_assert(offsetof(struct grpcprom_header, unknown_methods) % 8 == 0, "counter alignment");
 _Static_assert(sizeof(struct grpcprom_header) % 64 == 0, "header fills cache lines");
 
@@ -113,6 +133,20 @@ static inline struct grpcprom_method *grpcprom_region_overflow(const struct grpc
            (type_bits & (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS));
 }
 
+/* The block of counts of slot `m` in shard `shard`. */
+static inline struct grpcprom_counts *grpcprom_region_counts(const struct grpcprom_header *h,
+                                                             const struct grpcprom_method *m,
+                                                             uint32_t shard)
+{
+    size_t slot = (size_t)(m - grpcprom_region_methods(h));
+    return (struct grpcprom_counts *)((char *)h + h->counts_offset +
+                                      (slot * h->shard_count + shard) * h->counts_size);
+}
+
+/* Sums a slot's counts over its shards. */
+void grpcprom_region_sum(const struct grpcprom_header *h, const struct grpcprom_method *m,
+                         struct grpcprom_totals *out);
+
 /* The method slots in use, never more than the capacity. */
 static inline uint32_t grpcprom_region_methods_used(const struct grpcprom_header *h)
 {
@@ -120,9 +154,11 @@ static inline uint32_t grpcprom_region_methods_used(const struct grpcprom_header
     return used < h->method_capacity ? used : h->method_capacity;
 }
 
-/* Sizes a region for `method_capacity` methods: sets the capacities and
- * offsets of `h`, returns the bytes it needs. */
-size_t grpcprom_region_plan(struct grpcprom_header *h, uint32_t method_capacity);
+/* Sizes a region for `method_capacity` methods, `bucket_count` buckets and
+ * `shard_count` shards: sets the capacities, sizes and offsets of `h`,
+ * returns the bytes it needs. */
+size_t grpcprom_region_plan(struct grpcprom_header *h, uint32_t method_capacity,
+                            uint32_t bucket_count, uint32_t shard_count);
 
 /* Go's names for the 17 status codes, indexed by code. */
 extern const char *const grpcprom_code_names[GRPCPROM_CODES];

@@ -271,14 +271,12 @@ struct entry {
     size_t labels_off, labels_len; /* grpc_method="..",grpc_service="..",grpc_type=".." */
     const char *svc, *meth, *labels; /* set once the arena has stopped growing */
     int first; /* starts a series: its labels differ from the entry before */
-    /* Read in one go: the handled family passes over the series once per
-     * code, and the slots it would read are far apart. */
-    uint64_t handled[GRPCPROM_CODES];
+    /* Summed over the shards in one go, when the slot is collected. */
+    struct grpcprom_totals t;
 };
 
 /* What the family writers share for one rendering. */
 struct page {
-    const struct grpcprom_method *methods;
     struct entry *ents;
     size_t n;
     uint32_t bucket_count;
@@ -327,10 +325,8 @@ static size_t series_end(const struct page *pg, size_t i)
 static uint64_t series_sum(const struct page *pg, size_t i, size_t end, size_t field)
 {
     uint64_t sum = 0;
-    for (; i < end; i++) {
-        const char *m = (const char *)&pg->methods[pg->ents[i].slot];
-        sum += atomic_load_explicit((const _Atomic uint64_t *)(m + field), memory_order_relaxed);
-    }
+    for (; i < end; i++)
+        sum += *(const uint64_t *)((const char *)&pg->ents[i].t + field);
     return sum;
 }
 
@@ -436,7 +432,7 @@ static char *put_handled(const struct page *pg, char *p)
             end = series_end(pg, i);
             uint64_t v = 0;
             for (size_t k = i; k < end; k++)
-                v += pg->ents[k].handled[order[c]];
+                v += pg->ents[k].t.handled[order[c]];
             if (v != 0 || series_registered(pg, i, end))
                 p = put_line(p, &head, &pg->ents[i], &tail, v);
         }
@@ -468,10 +464,9 @@ static char *put_histogram(const struct page *pg, char *p, const struct grpcprom
         const struct entry *e = &pg->ents[i];
         uint64_t b[GRPCPROM_MAX_BUCKETS + 1] = {0}, sum_us = 0, cum = 0;
         for (size_t k = i; k < end; k++) {
-            const struct grpcprom_method *m = &pg->methods[pg->ents[k].slot];
             for (uint32_t j = 0; j <= nb; j++)
-                b[j] += atomic_load_explicit(&m->buckets[j], memory_order_relaxed);
-            sum_us += atomic_load_explicit(&m->latency_sum_us, memory_order_relaxed);
+                b[j] += pg->ents[k].t.buckets[j];
+            sum_us += pg->ents[k].t.latency_sum_us;
         }
         for (uint32_t j = 0; j <= nb; j++) {
             cum += b[j];
@@ -508,7 +503,9 @@ static size_t collect(const struct grpcprom_header *h, uint32_t used, struct ent
         const struct grpcprom_method *m = &methods[slot];
         if (atomic_load_explicit(&m->state, memory_order_acquire) != GRPCPROM_SLOT_READY)
             continue;
-        if (slot >= h->method_capacity && atomic_load_explicit(&m->started, memory_order_relaxed) == 0)
+        struct grpcprom_totals t;
+        grpcprom_region_sum(h, m, &t);
+        if (slot >= h->method_capacity && t.started == 0)
             continue; /* an overflow slot no call has reached */
         char path[GRPCPROM_PATH_MAX];
         size_t len = m->path_len < sizeof(path) ? m->path_len : sizeof(path);
@@ -519,8 +516,7 @@ static size_t collect(const struct grpcprom_header *h, uint32_t used, struct ent
         e->slot = slot;
         e->type_bits = atomic_load_explicit(&m->type_bits, memory_order_relaxed);
         e->type = grpcprom_type_label(e->type_bits);
-        for (int c = 0; c < GRPCPROM_CODES; c++)
-            e->handled[c] = atomic_load_explicit(&m->handled[c], memory_order_relaxed);
+        e->t = t;
         const char *svc, *meth;
         split_path(path, len, &svc, &e->svc_len, &meth, &e->meth_len);
 
@@ -590,20 +586,20 @@ int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
     if (buf_reserve(out, room) != 0)
         goto done;
 
-    struct page pg = {.methods = grpcprom_region_methods(h), .ents = ents, .n = n, .bucket_count = nb};
+    struct page pg = {.ents = ents, .n = n, .bucket_count = nb};
     char *p = out->data + out->len;
     /* Families in Go's order: sorted by name. */
     p = put_handled(&pg, p);
     p = put_histogram(&pg, p, h);
     p = put_method_counter(&pg, p, "grpc_server_msg_received_total",
                            "Total number of RPC stream messages received on the server.",
-                           offsetof(struct grpcprom_method, msg_received));
+                           offsetof(struct grpcprom_totals, msg_received));
     p = put_method_counter(&pg, p, "grpc_server_msg_sent_total",
                            "Total number of gRPC stream messages sent by the server.",
-                           offsetof(struct grpcprom_method, msg_sent));
+                           offsetof(struct grpcprom_totals, msg_sent));
     p = put_method_counter(&pg, p, "grpc_server_started_total",
                            "Total number of RPCs started on the server.",
-                           offsetof(struct grpcprom_method, started));
+                           offsetof(struct grpcprom_totals, started));
     p = put_plain_counter(p, "grpcprom_calls_untracked_total",
                           "Calls the shim could not follow (call table full or unknown library layout).",
                           &h->calls_untracked);

@@ -26,6 +26,17 @@ static uint64_t random_seed(void)
     return seed;
 }
 
+/* One shard per CPU that may run a thread at once, as a power of two: the
+ * counting threads then rarely write the same cache line. */
+static uint32_t shard_count(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    uint32_t shards = 1;
+    while (shards < GRPCPROM_MAX_SHARDS && (long)shards < cpus)
+        shards <<= 1;
+    return shards;
+}
+
 struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count,
                                      unsigned method_capacity)
 {
@@ -35,14 +46,13 @@ struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count
         return NULL;
     }
     struct grpcprom_header plan = {0};
-    size_t size = grpcprom_region_plan(&plan, method_capacity);
+    size_t size = grpcprom_region_plan(&plan, method_capacity, bucket_count, shard_count());
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
         return NULL;
     struct grpcprom_header *h = base;
     memcpy(h, &plan, sizeof(plan));
     h->layout_version = GRPCPROM_LAYOUT_VERSION;
-    h->bucket_count = bucket_count;
     h->hash_seed = random_seed();
     h->creator_pid = getpid();
     struct timespec now;
@@ -180,7 +190,7 @@ void store_mark_type(struct grpcprom_method *m, uint32_t bits)
         atomic_fetch_or_explicit(&m->type_bits, bits, memory_order_relaxed);
 }
 
-void store_handled(const struct grpcprom_header *h, struct grpcprom_method *m, int code,
+void store_handled(const struct grpcprom_header *h, struct grpcprom_counts *c, int code,
                    uint64_t latency_ns)
 {
     if (code < 0 || code >= GRPCPROM_CODES)
@@ -188,7 +198,7 @@ void store_handled(const struct grpcprom_header *h, struct grpcprom_method *m, i
     unsigned bucket = 0;
     while (bucket < h->bucket_count && latency_ns > h->bucket_bounds_ns[bucket])
         bucket++;
-    store_add(&m->handled[code], 1);
-    store_add(&m->latency_sum_us, latency_ns / 1000);
-    store_add(&m->buckets[bucket], 1);
+    store_add(&c->handled[code], 1);
+    store_add(&c->latency_sum_us, latency_ns / 1000);
+    store_add(&c->buckets[bucket], 1);
 }

@@ -2,6 +2,7 @@
 #ifndef GRPCPROM_STORE_H
 #define GRPCPROM_STORE_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,8 +28,16 @@ void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason w
 /* Marks how a method was seen to stream, unless its type is declared. */
 void store_mark_type(struct grpcprom_method *m, uint32_t bits);
 
+/* The shard this thread counts in now: the CPU's it runs on (read from
+ * the kernel's restartable-sequence area, no system call). */
+static inline uint32_t store_shard(const struct grpcprom_header *h)
+{
+    int cpu = sched_getcpu();
+    return (uint32_t)(cpu > 0 ? cpu : 0) & (h->shard_count - 1);
+}
+
 /* Counts a finished call: its code, and its latency in the histogram. */
-void store_handled(const struct grpcprom_header *h, struct grpcprom_method *m, int code,
+void store_handled(const struct grpcprom_header *h, struct grpcprom_counts *c, int code,
                    uint64_t latency_ns);
 
 static inline void store_add(_Atomic uint64_t *counter, uint64_t n)

@@ -49,6 +49,7 @@ struct call_record {
     int64_t deadline_ns;
     uint32_t path_len;                  /* its bytes: see record_path() */
     uint32_t epoch;                     /* the process's, when the call started */
+    uint32_t shard;                     /* where its counts go: its first thread's CPU's */
     bool registered;
     _Atomic uint32_t status_state;
     _Atomic int32_t status_code;        /* valid in STATUS_SUBMITTED */
@@ -177,6 +178,7 @@ struct call_record *tracker_call_started(const struct call_start *start)
     rec->registered = start->registered;
     rec->path_len = start->path_len > UINT32_MAX ? UINT32_MAX : (uint32_t)start->path_len;
     rec->epoch = epoch;
+    rec->shard = store_shard(region);
     atomic_store_explicit(&rec->status_state, STATUS_NONE, memory_order_relaxed);
     atomic_store_explicit(&rec->status_message, false, memory_order_relaxed);
     atomic_store_explicit(&rec->pending_recv, NULL, memory_order_relaxed);
@@ -188,9 +190,10 @@ struct call_record *tracker_call_started(const struct call_start *start)
     if (m) {
         if (atomic_load_explicit(&m->type_bits, memory_order_relaxed) & GRPCPROM_OVERFLOW)
             store_overflowed(region, GRPCPROM_OVERFLOW_TABLE_FULL, 1);
-        store_add(&m->started, 1);
+        struct grpcprom_counts *c = grpcprom_region_counts(region, m, rec->shard);
+        store_add(&c->started, 1);
         if (start->first_message_read)
-            store_add(&m->msg_received, 1);
+            store_add(&c->msg_received, 1);
     } else if (start->path_len <= GRPCPROM_PATH_MAX) {
         memcpy(record_path(rec), start->path, start->path_len);
     }
@@ -213,7 +216,7 @@ static void count_received(struct call_record *rec)
 {
     uint32_t n = atomic_fetch_add_explicit(&rec->received, 1, memory_order_relaxed) + 1;
     if (rec->method)
-        store_add(&rec->method->msg_received, 1);
+        store_add(&grpcprom_region_counts(region, rec->method, rec->shard)->msg_received, 1);
     if (n > 1)
         note_streaming(rec, GRPCPROM_CLIENT_STREAMS);
 }
@@ -223,7 +226,7 @@ static void count_sent(struct call_record *rec)
 {
     atomic_fetch_add_explicit(&rec->sent, 1, memory_order_relaxed);
     if (rec->method)
-        store_add(&rec->method->msg_sent, 1);
+        store_add(&grpcprom_region_counts(region, rec->method, rec->shard)->msg_sent, 1);
     note_streaming(rec, GRPCPROM_SERVER_STREAMS);
 }
 
@@ -291,18 +294,21 @@ static void settle(struct call_record *rec, int code, int64_t end_ns, bool deliv
         if (m == NULL)
             return;
         store_mark_type(m, stream_bits);
-        store_add(&m->started, 1);
-        store_add(&m->msg_received, atomic_load_explicit(&rec->received, memory_order_relaxed));
-        store_add(&m->msg_sent, atomic_load_explicit(&rec->sent, memory_order_relaxed));
+    }
+    struct grpcprom_counts *c = grpcprom_region_counts(region, m, rec->shard);
+    if (rec->method == NULL) {
+        store_add(&c->started, 1);
+        store_add(&c->msg_received, atomic_load_explicit(&rec->received, memory_order_relaxed));
+        store_add(&c->msg_sent, atomic_load_explicit(&rec->sent, memory_order_relaxed));
     }
     uint32_t type_bits = atomic_load_explicit(&m->type_bits, memory_order_relaxed);
     if (!(type_bits & GRPCPROM_TYPE_EXACT))
         type_bits |= stream_bits;
     if (delivered && atomic_load_explicit(&rec->status_message, memory_order_relaxed) &&
         (code == CODE_OK || (type_bits & GRPCPROM_SERVER_STREAMS)))
-        store_add(&m->msg_sent, 1);
+        store_add(&c->msg_sent, 1);
     uint64_t latency = end_ns > rec->start_ns ? (uint64_t)(end_ns - rec->start_ns) : 0;
-    store_handled(region, m, code, latency);
+    store_handled(region, c, code, latency);
 }
 
 /* gRPC destroys the call: settles it with the status the server submitted,

@@ -9,6 +9,7 @@
  *   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=grpcprom_render \
  *       bench_render 1000 20       (then divide the total by 20) */
 #include "region.h"
+#include "../region_counts.h"
 #include "render.h"
 
 #include <stdint.h>
@@ -25,10 +26,6 @@ static uint64_t next(uint64_t n)
     return rng % n;
 }
 
-static void set(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, v, memory_order_relaxed);
-}
 
 /* Fills a slot as a busy server would have: most methods registered (as
  * C++ services are), a few answered by a generic handler; every grpc_type;
@@ -46,22 +43,22 @@ static void fill(struct grpcprom_header *h, struct grpcprom_method *m, uint32_t 
     uint64_t done = 0;
     for (int k = 0; k < 1 + (int)next(5); k++) {
         uint64_t n = calls ? next(calls / 50 + 1) : 0;
-        set(&m->handled[1 + next(GRPCPROM_CODES - 1)], n);
+        SET(h, m, handled[1 + next(GRPCPROM_CODES - 1)], n);
         done += n;
     }
-    set(&m->handled[0], calls > done ? calls - done : 0);
-    set(&m->started, calls + next(3));
-    set(&m->msg_received, type & GRPCPROM_CLIENT_STREAMS ? calls * (1 + next(40)) : calls);
-    set(&m->msg_sent, type & GRPCPROM_SERVER_STREAMS ? calls * (1 + next(40)) : calls - calls / 30);
+    SET(h, m, handled[0], calls > done ? calls - done : 0);
+    SET(h, m, started, calls + next(3));
+    SET(h, m, msg_received, type & GRPCPROM_CLIENT_STREAMS ? calls * (1 + next(40)) : calls);
+    SET(h, m, msg_sent, type & GRPCPROM_SERVER_STREAMS ? calls * (1 + next(40)) : calls - calls / 30);
     uint64_t left = calls, sum_us = 0;
     for (uint32_t j = 0; j < h->bucket_count && left; j++) {
         uint64_t n = j + 1 == h->bucket_count ? left : next(left + 1) / 2;
-        set(&m->buckets[j], n);
+        SET(h, m, buckets[j], n);
         sum_us += n * (uint64_t)(h->bucket_bounds[j] * 7e5);
         left -= n;
     }
-    set(&m->buckets[h->bucket_count], left);
-    set(&m->latency_sum_us, sum_us + left * 12000000 + next(1000000));
+    SET(h, m, buckets[h->bucket_count], left);
+    SET(h, m, latency_sum_us, sum_us + left * 12000000 + next(1000000));
     atomic_store_explicit(&m->type_bits, bits, memory_order_relaxed);
     atomic_store_explicit(&m->state, GRPCPROM_SLOT_READY, memory_order_release);
 }
@@ -77,7 +74,7 @@ static struct grpcprom_header *make_region(uint32_t methods)
     static const char *const verbs[] = {"Get", "List", "Create", "Update", "Delete",
                                         "BatchGet", "Watch", "Search", "Import", "StreamChanges"};
     struct grpcprom_header plan = {0};
-    size_t size = grpcprom_region_plan(&plan, methods);
+    size_t size = grpcprom_region_plan(&plan, methods, 11, 4);
     struct grpcprom_header *h = aligned_alloc(64, size);
     if (!h)
         abort();
@@ -101,7 +98,7 @@ static struct grpcprom_header *make_region(uint32_t methods)
     atomic_store(&h->methods_used, methods);
     fill(h, grpcprom_region_overflow(h, 0), 1, GRPCPROM_OVERFLOW_PATH);
     grpcprom_region_overflow(h, 0)->type_bits = GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT;
-    set(&h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1234);
+    atomic_store_explicit(&h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1234, memory_order_relaxed);
     if (grpcprom_region_check(h, size) != 0)
         abort();
     return h;

@@ -12,13 +12,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct grpcprom_header plan = {0};
-    size_t region_size = grpcprom_region_plan(&plan, 4);
+    size_t region_size = grpcprom_region_plan(&plan, 4, 3, 2);
     char *mem = aligned_alloc(64, region_size);
     memset(mem, 0, region_size);
     struct grpcprom_header *h = (struct grpcprom_header *)mem;
     memcpy(h, &plan, sizeof(plan));
     h->layout_version = GRPCPROM_LAYOUT_VERSION;
-    h->bucket_count = 3;
     h->bucket_bounds[0] = 0.1, h->bucket_bounds[1] = 1, h->bucket_bounds[2] = 10;
     memcpy(h->magic, GRPCPROM_MAGIC, sizeof(h->magic));
     /* The fuzz bytes go over the counters and the slots, then the header's

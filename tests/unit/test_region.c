@@ -25,6 +25,13 @@ static enum grpcprom_overflow_reason refusal(struct grpcprom_header *h, const ch
 
 /* Many threads claim the same paths at once, while the table fills up:
  * each path gets one slot, no increment is lost, no slot is handed twice. */
+static uint64_t started_of(const struct grpcprom_header *h, const struct grpcprom_method *m)
+{
+    struct grpcprom_totals t;
+    grpcprom_region_sum(h, m, &t);
+    return t.started;
+}
+
 static void *claim_and_count(void *arg)
 {
     (void)arg;
@@ -36,8 +43,12 @@ static void *claim_and_count(void *arg)
         struct grpcprom_method *m = store_claim(shared, path, (size_t)n, &why);
         if (m == NULL)
             m = grpcprom_region_overflow(shared, 0);
-        store_add(&m->started, 1);
-        if (store_find(shared, path, (size_t)n) != (m->type_bits & GRPCPROM_OVERFLOW ? NULL : m))
+        store_add(&grpcprom_region_counts(shared, m, store_shard(shared))->started, 1);
+        /* A refused path can still be published after the refusal, by a
+         * thread that took the last slot for it first: then it is found. */
+        struct grpcprom_method *found = store_find(shared, path, (size_t)n);
+        if (m->type_bits & GRPCPROM_OVERFLOW ? found && memcmp(found->path, path, (size_t)n) != 0
+                                             : found != m)
             wrong++;
     }
     return (void *)wrong;
@@ -66,17 +77,28 @@ int main(void)
     CHECK_INT(grpcprom_region_methods_used(h), 1);
 
     /* Latency goes to the first bucket whose bound it does not exceed. */
-    store_handled(h, m, 0, 5000000);      /* exactly .005 s: le=0.005 */
-    store_handled(h, m, 0, 5000001);      /* just over: le=0.01 */
-    store_handled(h, m, 4, 20000000000);  /* 20 s: +Inf */
-    store_handled(h, m, 99, 1);           /* a code gRPC does not have: Unknown */
-    CHECK_INT(m->buckets[0], 2);
-    CHECK_INT(m->buckets[1], 1);
-    CHECK_INT(m->buckets[11], 1);
-    CHECK_INT(m->handled[0], 2);
-    CHECK_INT(m->handled[4], 1);
-    CHECK_INT(m->handled[2], 1);
-    CHECK_INT(m->latency_sum_us, 5000 + 5000 + 20000000ll + 0);
+    struct grpcprom_counts *first = grpcprom_region_counts(h, m, 0);
+    struct grpcprom_counts *last = grpcprom_region_counts(h, m, h->shard_count - 1);
+    store_handled(h, first, 0, 5000000);      /* exactly .005 s: le=0.005 */
+    store_handled(h, last, 0, 5000001);       /* just over: le=0.01 */
+    store_handled(h, first, 4, 20000000000);  /* 20 s: +Inf */
+    store_handled(h, last, 99, 1);            /* a code gRPC does not have: Unknown */
+    struct grpcprom_totals t;
+    grpcprom_region_sum(h, m, &t);
+    CHECK_INT(t.buckets[0], 2);
+    CHECK_INT(t.buckets[1], 1);
+    CHECK_INT(t.buckets[11], 1);
+    CHECK_INT(t.handled[0], 2);
+    CHECK_INT(t.handled[4], 1);
+    CHECK_INT(t.handled[2], 1);
+    CHECK_INT(t.latency_sum_us, 5000 + 5000 + 20000000ll + 0);
+
+    /* Every slot's shards are whole cache lines of their own, inside the region. */
+    CHECK_INT(h->counts_size % 64, 0);
+    CHECK_INT((uintptr_t)first % 64, 0);
+    CHECK((char *)grpcprom_region_counts(h, grpcprom_region_overflow(h, 3), h->shard_count - 1) +
+              h->counts_size == (char *)h + h->region_size);
+    CHECK(h->shard_count >= 1 && (h->shard_count & (h->shard_count - 1)) == 0);
 
     /* Declared types are not overridden by what calls seem to do. */
     store_mark_type(m, GRPCPROM_TYPE_EXACT | GRPCPROM_SERVER_STREAMS);
@@ -162,6 +184,18 @@ int main(void)
     bad = *small;
     bad.method_capacity = 1u << 31;
     CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
+    bad = *small;
+    bad.shard_count = 3; /* not a power of two */
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
+    bad = *small;
+    bad.shard_count = GRPCPROM_MAX_SHARDS * 2;
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
+    bad = *small;
+    bad.counts_size -= 64; /* blocks that would overlap */
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
+    bad = *small;
+    bad.bucket_count = 30; /* more buckets than its blocks have room for */
+    CHECK(grpcprom_region_check(&bad, small->region_size) != 0);
 
     /* Concurrent writers on a table too small for every path: no lost
      * increments, no duplicate slots, every refused path in overflow. */
@@ -176,22 +210,22 @@ int main(void)
     }
     /* A slot filled by a claimer that lost its path to another thread stays
      * unpublished and unused: at most one per racing thread and path. */
-    uint64_t total = atomic_load(&grpcprom_region_overflow(shared, 0)->started);
+    uint64_t total = started_of(shared, grpcprom_region_overflow(shared, 0));
     uint32_t published = 0;
     for (uint32_t i = 0; i < grpcprom_region_methods_used(shared); i++) {
         struct grpcprom_method *s = &grpcprom_region_methods(shared)[i];
         if (atomic_load(&s->state) != GRPCPROM_SLOT_READY) {
-            CHECK_INT(s->started, 0);
+            CHECK_INT(started_of(shared, s), 0);
             continue;
         }
         published++;
-        CHECK(s->started > 0 && s->started <= 4 * 4000 / 200);
+        CHECK(started_of(shared, s) > 0 && started_of(shared, s) <= 4 * 4000 / 200);
         for (uint32_t j = 0; j < i; j++) {
             struct grpcprom_method *t = &grpcprom_region_methods(shared)[j];
             CHECK(atomic_load(&t->state) != GRPCPROM_SLOT_READY || t->path_len != s->path_len ||
                   memcmp(t->path, s->path, s->path_len) != 0);
         }
-        total += s->started;
+        total += started_of(shared, s);
     }
     CHECK_INT(grpcprom_region_methods_used(shared), 150);
     CHECK(published > 100);

@@ -1,6 +1,7 @@
 /* test_render.c: checks the page rendered from hand-built regions, line by line against go-grpc-prometheus. */
 #include "check.h"
 #include "region.h"
+#include "../region_counts.h"
 #include "render.h"
 
 #include <errno.h>
@@ -16,7 +17,7 @@ static struct grpcprom_header *make_region(uint32_t capacity, uint32_t bucket_co
 {
     static const double def_buckets[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
     struct grpcprom_header plan = {0};
-    size_t size = grpcprom_region_plan(&plan, capacity);
+    size_t size = grpcprom_region_plan(&plan, capacity, bucket_count, 4);
     struct grpcprom_header *h = aligned_alloc(64, size);
     if (!h)
         abort();
@@ -49,10 +50,6 @@ static struct grpcprom_method *add_slot(struct grpcprom_header *h, uint32_t i, c
     return m;
 }
 
-static void set(_Atomic uint64_t *c, uint64_t v)
-{
-    atomic_store_explicit(c, v, RELAXED);
-}
 
 /* The page as a malloc'd string; NULL if rendering failed. */
 static char *render(const struct grpcprom_header *h)
@@ -238,26 +235,26 @@ static void test_full_page(void)
 {
     struct grpcprom_header *h = make_region(4, 11);
     struct grpcprom_method *u = add_slot(h, 0, "/grpcprom.test.Echo/Unary", 0, GRPCPROM_SLOT_READY);
-    set(&u->started, 3);
-    set(&u->msg_received, 3);
-    set(&u->msg_sent, 2);
-    set(&u->handled[0], 2);
-    set(&u->handled[5], 1);
-    set(&u->latency_sum_us, 12300);
-    set(&u->buckets[0], 1);
-    set(&u->buckets[2], 1);
-    set(&u->buckets[11], 1);
+    SET(h, u, started, 3);
+    SET(h, u, msg_received, 3);
+    SET(h, u, msg_sent, 2);
+    SET(h, u, handled[0], 2);
+    SET(h, u, handled[5], 1);
+    SET(h, u, latency_sum_us, 12300);
+    SET(h, u, buckets[0], 1);
+    SET(h, u, buckets[2], 1);
+    SET(h, u, buckets[11], 1);
     add_slot(h, 1, "/grpcprom.test.Echo/Bidi",
              GRPCPROM_REGISTERED | GRPCPROM_TYPE_EXACT | GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS,
              GRPCPROM_SLOT_READY);
     struct grpcprom_method *hidden = add_slot(h, 2, "/grpcprom.test.Echo/Hidden", 0, GRPCPROM_SLOT_EMPTY);
-    set(&hidden->started, 9);
-    set(&hidden->handled[0], 9);
-    set(&grpcprom_region_methods(h)[3].started, 7); /* EMPTY slot */
-    set(&h->calls_untracked, 4);
-    set(&h->overflow_calls[GRPCPROM_OVERFLOW_INVALID_PATH], 5);
-    set(&h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1);
-    set(&h->unknown_methods, 6);
+    SET(h, hidden, started, 9);
+    SET(h, hidden, handled[0], 9);
+    SET(h, &grpcprom_region_methods(h)[3], started, 7); /* EMPTY slot */
+    atomic_store_explicit(&h->calls_untracked, 4, memory_order_relaxed);
+    atomic_store_explicit(&h->overflow_calls[GRPCPROM_OVERFLOW_INVALID_PATH], 5, memory_order_relaxed);
+    atomic_store_explicit(&h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1, memory_order_relaxed);
+    atomic_store_explicit(&h->unknown_methods, 6, memory_order_relaxed);
 
     char *page = render(h);
     if (page) {
@@ -317,12 +314,12 @@ static void test_order(void)
     struct grpcprom_method *m[6];
     for (uint32_t i = 0; i < 6; i++) {
         m[i] = add_slot(h, i + 1, paths[i], 0, GRPCPROM_SLOT_READY);
-        set(&m[i]->started, 1);
+        SET(h, m[i], started, 1);
     }
-    set(&m[2]->handled[14], 1); /* a.Svc/Zed Unavailable */
-    set(&m[2]->handled[10], 1); /* a.Svc/Zed Aborted */
-    set(&m[1]->handled[0], 1);  /* b.Svc/Alpha OK */
-    set(&m[1]->handled[10], 2); /* b.Svc/Alpha Aborted */
+    SET(h, m[2], handled[14], 1); /* a.Svc/Zed Unavailable */
+    SET(h, m[2], handled[10], 1); /* a.Svc/Zed Aborted */
+    SET(h, m[1], handled[0], 1);  /* b.Svc/Alpha OK */
+    SET(h, m[1], handled[10], 2); /* b.Svc/Alpha Aborted */
 
     char *page = render(h);
     if (page) {
@@ -396,8 +393,8 @@ static void test_labels(void)
     memset(full + 1, 'a', 100);
     full[101] = '/'; /* method: 922 'b's, up to the end of the field */
     add_slot(h, 1, full, 0, GRPCPROM_SLOT_READY);
-    set(&add_slot(h, 2, "noslash", 0, GRPCPROM_SLOT_READY)->started, 1);
-    set(&add_slot(h, 3, "/other", 0, GRPCPROM_SLOT_READY)->started, 2);
+    SET(h, add_slot(h, 2, "noslash", 0, GRPCPROM_SLOT_READY), started, 1);
+    SET(h, add_slot(h, 3, "/other", 0, GRPCPROM_SLOT_READY), started, 2);
     add_slot(h, 4, "/a.b/c/D", 0, GRPCPROM_SLOT_READY);
     add_slot(h, 5, "//x", 0, GRPCPROM_SLOT_READY);
     add_slot(h, 6, "/gen.Svc/M\xff", 0, GRPCPROM_SLOT_READY);
@@ -433,7 +430,7 @@ static void test_overflow_slots(void)
                                              GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS,
                                          GRPCPROM_SLOT_READY);
     CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS));
-    set(&o->started, 4);
+    SET(h, o, started, 4);
     char *page = render(h);
     if (page) {
         CHECK_LINE(page, "grpc_server_started_total{grpc_method=\"_OTHER\",grpc_service=\"_OTHER\",grpc_type=\"bidi_stream\"} 4");
@@ -472,11 +469,10 @@ static void test_histogram(void)
 {
     struct grpcprom_header *h = make_region(1, 3);
     struct grpcprom_method *m = add_slot(h, 0, "/s.S/M", 0, GRPCPROM_SLOT_READY);
-    set(&m->buckets[0], 4);
-    set(&m->buckets[2], 5);
-    set(&m->buckets[3], 6);  /* +Inf with 3 bounds */
-    set(&m->buckets[10], 99); /* beyond bucket_count: not part of this layout */
-    set(&m->latency_sum_us, 1500000);
+    SET(h, m, buckets[0], 4);
+    SET(h, m, buckets[2], 5);
+    SET(h, m, buckets[3], 6);  /* +Inf with 3 bounds */
+    SET(h, m, latency_sum_us, 1500000);
     char *page = render(h);
     if (page) {
         int first = line_no(page, HIST("bucket", ",le=\"0.005\"") "4");
@@ -490,19 +486,25 @@ static void test_histogram(void)
     }
     free(page);
 
-    set(&m->latency_sum_us, 123456);
+    SET(h, m, latency_sum_us, 123456);
     page = render(h);
     if (page)
         CHECK_LINE(page, HIST("sum", "") "0.123456");
     free(page);
-    set(&m->latency_sum_us, 2000000000000ull);
+    SET(h, m, latency_sum_us, 2000000000000ull);
     page = render(h);
     if (page)
         CHECK_LINE(page, HIST("sum", "") "2e+06");
     free(page);
 
-    h->bucket_count = 0;
+    free(h);
+
+    /* No bounds at all: the one bucket is +Inf. */
+    h = make_region(1, 0);
+    m = add_slot(h, 0, "/s.S/M", 0, GRPCPROM_SLOT_READY);
+    SET(h, m, buckets[0], 4);
     page = render(h);
+    CHECK(page != NULL);
     if (page) {
         CHECK_INT(count_lines_starting(page, "grpc_server_handling_seconds_bucket{"), 1);
         CHECK_LINE(page, HIST("bucket", ",le=\"+Inf\"") "4");
@@ -519,10 +521,10 @@ static void test_duplicates(void)
     struct grpcprom_header *h = make_region(3, 11);
     struct grpcprom_method *a = add_slot(h, 0, "/s.S/M", 0, GRPCPROM_SLOT_READY);
     struct grpcprom_method *b = add_slot(h, 2, "/s.S/M", GRPCPROM_REGISTERED, GRPCPROM_SLOT_READY);
-    set(&a->started, 2);
-    set(&b->started, 3);
-    set(&a->buckets[11], 1);
-    set(&b->buckets[0], 1);
+    SET(h, a, started, 2);
+    SET(h, b, started, 3);
+    SET(h, a, buckets[11], 1);
+    SET(h, b, buckets[0], 1);
     char *page = render(h);
     if (page) {
         CHECK_INT(count_lines_starting(page, "grpc_server_started_total{"), 1);
@@ -550,10 +552,10 @@ static void test_many_methods(void)
         char path[64];
         snprintf(path, sizeof(path), "/pkg.v1.Service%03u/Method%04u", (N - 1 - i) % 37, i);
         struct grpcprom_method *m = add_slot(h, i, path, i % 2 ? GRPCPROM_REGISTERED : 0, GRPCPROM_SLOT_READY);
-        set(&m->started, i);
-        set(&m->handled[i % GRPCPROM_CODES], i);
-        set(&m->buckets[i % 12], i);
-        set(&m->latency_sum_us, (uint64_t)i * 1234);
+        SET(h, m, started, i);
+        SET(h, m, handled[i % GRPCPROM_CODES], i);
+        SET(h, m, buckets[i % 12], i);
+        SET(h, m, latency_sum_us, (uint64_t)i * 1234);
     }
     struct grpcprom_buf out = {0};
     double best = 1e9;
@@ -647,16 +649,15 @@ static void test_many_methods_exact(void)
         struct grpcprom_method *m = add_slot(h, slot, path, bits, GRPCPROM_SLOT_READY);
         for (int k = 0; k < 3; k++)
             counts[i][k] = i == 5 ? UINT64_MAX : rnd_magnitude(19);
-        set(&m->msg_received, counts[i][0]);
-        set(&m->msg_sent, counts[i][1]);
-        set(&m->started, counts[i][2]);
+        SET(h, m, msg_received, counts[i][0]);
+        SET(h, m, msg_sent, counts[i][1]);
+        SET(h, m, started, counts[i][2]);
         for (int c = 0; c < GRPCPROM_CODES; c++)
-            set(&m->handled[c], handled[i][c] = rnd_magnitude(12) % 4 == 0 ? rnd_magnitude(12) : 0);
+            SET(h, m, handled[c], handled[i][c] = rnd_magnitude(12) % 4 == 0 ? rnd_magnitude(12) : 0);
         for (int j = 0; j < 12; j++)
-            set(&m->buckets[j], buckets[i][j] = rnd_magnitude(10));
-        set(&m->buckets[20], 77); /* beyond the bounds in use */
+            SET(h, m, buckets[j], buckets[i][j] = rnd_magnitude(10));
         sum_us[i] = i < sizeof(sums) / sizeof(sums[0]) ? sums[i] : rnd_magnitude(19);
-        set(&m->latency_sum_us, sum_us[i]);
+        SET(h, m, latency_sum_us, sum_us[i]);
     }
 
     struct grpcprom_buf want = {0};

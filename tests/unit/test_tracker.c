@@ -75,11 +75,20 @@ static const struct batch_ops recv_op = {.ops = BATCH_RECV_MESSAGE, .recv_messag
 static const struct batch_ops end_of_stream_op = {.ops = BATCH_RECV_MESSAGE, .recv_message = &no_message};
 static const struct batch_ops cancelled_op = {.ops = BATCH_RECV_CLOSE, .cancelled = &cancelled};
 
+/* A method's counts, summed over the shards as the page does. */
+static struct grpcprom_totals total(const struct grpcprom_method *m)
+{
+    struct grpcprom_totals t;
+    grpcprom_region_sum(h, m, &t);
+    return t;
+}
+
 static uint64_t handled_total(const struct grpcprom_method *m)
 {
+    struct grpcprom_totals t = total(m);
     uint64_t n = 0;
     for (int c = 0; c < GRPCPROM_CODES; c++)
-        n += m->handled[c];
+        n += t.handled[c];
     return n;
 }
 
@@ -89,65 +98,65 @@ static void test_unary(void)
 
     /* OK: one received (read by gRPC), one sent, handled OK. */
     start_call(1, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
-    CHECK_INT(unary->started, 1);
+    CHECK_INT(total(unary).started, 1);
     run_batch(1, status_op(0, true), true);
     destroy(1);
-    CHECK_INT(unary->msg_received, 1);
-    CHECK_INT(unary->msg_sent, 1);
-    CHECK_INT(unary->handled[0], 1);
+    CHECK_INT(total(unary).msg_received, 1);
+    CHECK_INT(total(unary).msg_sent, 1);
+    CHECK_INT(total(unary).handled[0], 1);
 
     /* Error: a message sent with a non-OK status is not counted. */
     start_call(1, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(1, status_op(5, true), true);
     destroy(1);
-    CHECK_INT(unary->msg_sent, 1);
-    CHECK_INT(unary->handled[5], 1);
+    CHECK_INT(total(unary).msg_sent, 1);
+    CHECK_INT(total(unary).handled[5], 1);
 
     /* A status batch that fails means the client never saw the status nor
      * the reply: Canceled, nothing sent. */
     start_call(2, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(2, status_op(0, true), false);
     destroy(2);
-    CHECK_INT(unary->handled[1], 1);
-    CHECK_INT(unary->msg_sent, 1);
+    CHECK_INT(total(unary).handled[1], 1);
+    CHECK_INT(total(unary).msg_sent, 1);
 
     /* The status counts when it completes, not when the call is destroyed. */
     start_call(3, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(3, status_op(6, false), true);
-    CHECK_INT(unary->handled[6], 1);
+    CHECK_INT(total(unary).handled[6], 1);
     destroy(3);
-    CHECK_INT(unary->handled[6], 1);
-    CHECK_INT(unary->handled[1], 1);
+    CHECK_INT(total(unary).handled[6], 1);
+    CHECK_INT(total(unary).handled[1], 1);
 
     /* A cancel past the deadline is DeadlineExceeded, and counted once. */
     start_call(2, unary, NULL, 0, true, tracker_now_ns() - 1);
     run_batch(2, cancelled_op, true);
-    CHECK_INT(unary->handled[4], 1);
+    CHECK_INT(total(unary).handled[4], 1);
     run_batch(2, status_op(0, true), true);
     destroy(2);
-    CHECK_INT(unary->handled[4], 1);
-    CHECK_INT(unary->handled[0], 1);
-    CHECK_INT(unary->msg_sent, 1);
+    CHECK_INT(total(unary).handled[4], 1);
+    CHECK_INT(total(unary).handled[0], 1);
+    CHECK_INT(total(unary).msg_sent, 1);
 
     /* A close that says not cancelled changes nothing. */
     start_call(4, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(4, (struct batch_ops){.ops = BATCH_RECV_CLOSE, .cancelled = &not_cancelled}, true);
     run_batch(4, status_op(0, true), true);
     destroy(4);
-    CHECK_INT(unary->handled[0], 2);
+    CHECK_INT(total(unary).handled[0], 2);
 
     /* A call destroyed without any status is Canceled. */
     start_call(5, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
     destroy(5);
-    CHECK_INT(unary->handled[1], 2);
+    CHECK_INT(total(unary).handled[1], 2);
 
     /* A status submitted whose completion the hooks never saw (counting
      * stopped meanwhile) is the status the server sent, its reply with it. */
     start_call(6, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
     tracker_batch_submit(calls[6], &(struct batch_ops){.ops = BATCH_SEND_STATUS | BATCH_SEND_MESSAGE});
     destroy(6);
-    CHECK_INT(unary->handled[0], 3);
-    CHECK_INT(unary->msg_sent, 3);
+    CHECK_INT(total(unary).handled[0], 3);
+    CHECK_INT(total(unary).msg_sent, 3);
 
     /* A refused batch is undone: its status does not count, a later one does. */
     start_call(7, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
@@ -155,22 +164,22 @@ static void test_unary(void)
     tracker_batch_refused(calls[7], tracker_batch_submit(calls[7], &refused));
     run_batch(7, status_op(0, true), true);
     destroy(7);
-    CHECK_INT(unary->handled[7], 0);
-    CHECK_INT(unary->handled[0], 4);
+    CHECK_INT(total(unary).handled[7], 0);
+    CHECK_INT(total(unary).handled[0], 4);
 
     /* Replies that fail after the deadline (the client is gone) count no
      * message, and never make a method look streaming. */
-    uint64_t sent = unary->msg_sent;
+    uint64_t sent = total(unary).msg_sent;
     for (int i = 0; i < 5; i++) {
         start_call(8, unary, NULL, 0, true, tracker_now_ns() - 1);
         run_batch(8, send_op, false);
         run_batch(8, status_op(0, false), false);
         destroy(8);
     }
-    CHECK_INT(unary->msg_sent, sent);
-    CHECK_INT(unary->handled[4], 1 + 5);
+    CHECK_INT(total(unary).msg_sent, sent);
+    CHECK_INT(total(unary).handled[4], 1 + 5);
     CHECK_STR(grpcprom_type_label(unary->type_bits), "unary");
-    CHECK_INT(handled_total(unary), unary->started);
+    CHECK_INT(handled_total(unary), total(unary).started);
 }
 
 static void test_streams(void)
@@ -187,8 +196,8 @@ static void test_streams(void)
     run_batch(10, send_op, false); /* a write that failed */
     run_batch(10, status_op(0, false), true);
     destroy(10);
-    CHECK_INT(ss->msg_received, 4);
-    CHECK_INT(ss->msg_sent, 2);
+    CHECK_INT(total(ss).msg_received, 4);
+    CHECK_INT(total(ss).msg_sent, 2);
     CHECK_STR(grpcprom_type_label(ss->type_bits), "server_stream");
 
     /* A stream's last message sent with a non-OK status counts (WriteLast,
@@ -204,9 +213,9 @@ static void test_streams(void)
     start_call(11, exact, NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(11, status_op(14, true), false); /* the client had gone */
     destroy(11);
-    CHECK_INT(exact->msg_sent, 3);
-    CHECK_INT(exact->handled[14], 2);
-    CHECK_INT(exact->handled[1], 1);
+    CHECK_INT(total(exact).msg_sent, 3);
+    CHECK_INT(total(exact).handled[14], 2);
+    CHECK_INT(total(exact).handled[1], 1);
 
     /* One RECV_MESSAGE at a time: a second one, refused by gRPC, does not
      * replace where the first one lands. */
@@ -219,8 +228,8 @@ static void test_streams(void)
     tracker_batch_done(calls[12], BATCH_RECV_MESSAGE, true);
     run_batch(12, status_op(0, true), true);
     destroy(12);
-    CHECK_INT(cs->msg_received, 1);
-    CHECK_INT(cs->msg_sent, 1);
+    CHECK_INT(total(cs).msg_received, 1);
+    CHECK_INT(total(cs).msg_sent, 1);
     CHECK_STR(grpcprom_type_label(cs->type_bits), "client_stream");
 }
 
@@ -237,9 +246,9 @@ static void test_unregistered_paths(void)
     struct grpcprom_method *dyn = slot("/t.S/Dyn");
     CHECK(dyn != NULL);
     if (dyn) {
-        CHECK_INT(dyn->started, 1);
-        CHECK_INT(dyn->msg_received, 2);
-        CHECK_INT(dyn->handled[3], 1);
+        CHECK_INT(total(dyn).started, 1);
+        CHECK_INT(total(dyn).msg_received, 2);
+        CHECK_INT(total(dyn).handled[3], 1);
         CHECK_STR(grpcprom_type_label(dyn->type_bits), "client_stream");
     }
     for (int i = 0; i < 5; i++) {
@@ -264,9 +273,9 @@ static void test_unregistered_paths(void)
     CHECK(slot("/no.Such/Failed") == NULL);
     struct grpcprom_method *other = grpcprom_region_overflow(h, 0);
     CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_UNANSWERED], 2);
-    CHECK_INT(other->started, 2);
-    CHECK_INT(other->handled[1], 2);
-    CHECK_INT(other->msg_sent, 0);
+    CHECK_INT(total(other).started, 2);
+    CHECK_INT(total(other).handled[1], 2);
+    CHECK_INT(total(other).msg_sent, 0);
 
     /* Paths that cannot be a label: counted in full under _OTHER, by reason;
      * the reply of an OK unary call included. */
@@ -282,24 +291,24 @@ static void test_unregistered_paths(void)
     destroy(25);
     CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_INVALID_PATH], 1);
     CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_PATH_TOO_LONG], 1);
-    CHECK_INT(other->started, 4);
-    CHECK_INT(other->msg_received, 1);
-    CHECK_INT(other->msg_sent, 2);
-    CHECK_INT(other->handled[0], 2);
+    CHECK_INT(total(other).started, 4);
+    CHECK_INT(total(other).msg_received, 1);
+    CHECK_INT(total(other).msg_sent, 2);
+    CHECK_INT(total(other).handled[0], 2);
 
     /* A path of exactly 1 KiB is a method like any other. */
     start_call(26, NULL, long_path, GRPCPROM_PATH_MAX, false, TRACKER_NO_DEADLINE);
     run_batch(26, status_op(0, true), true);
     destroy(26);
     struct grpcprom_method *kib = store_find(h, long_path, GRPCPROM_PATH_MAX);
-    CHECK(kib != NULL && kib->handled[0] == 1);
+    CHECK(kib != NULL && total(kib).handled[0] == 1);
 
     /* A registered method with no room is counted under _OTHER per call. */
     start_call(27, grpcprom_region_overflow(h, 0), NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(27, status_op(0, true), true);
     destroy(27);
     CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1);
-    CHECK_INT(other->started, 5);
+    CHECK_INT(total(other).started, 5);
 
     CHECK_INT(h->calls_untracked, 0);
 }
@@ -314,7 +323,7 @@ static void test_full_call_table(void)
     for (int round = 1; round <= 3; round++) {
         for (int c = 0; c < 70; c++)
             start_call(100 + c, full, NULL, 0, true, TRACKER_NO_DEADLINE);
-        CHECK_INT(full->started, 64 * round);
+        CHECK_INT(total(full).started, 64 * round);
         CHECK_INT(h->calls_untracked, untracked + 6 * round);
         for (int c = 0; c < 70; c++) {
             if (calls[100 + c] == NULL)
@@ -323,8 +332,8 @@ static void test_full_call_table(void)
             run_batch(100 + c, status_op(0, true), true);
             destroy(100 + c);
         }
-        CHECK_INT(full->handled[0], 64 * round);
-        CHECK_INT(full->msg_received, 2 * 64 * round);
+        CHECK_INT(total(full).handled[0], 64 * round);
+        CHECK_INT(total(full).msg_received, 2 * 64 * round);
     }
 }
 
@@ -337,13 +346,13 @@ static void test_fork(void)
     tracker_forget_calls();
     run_batch(30, status_op(0, true), true);
     destroy(30);
-    CHECK_INT(m->started, 1);
+    CHECK_INT(total(m).started, 1);
     CHECK_INT(handled_total(m), 0);
     start_call(31, m, NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(31, status_op(3, false), true);
     destroy(31);
-    CHECK_INT(m->started, 2);
-    CHECK_INT(m->handled[3], 1);
+    CHECK_INT(total(m).started, 2);
+    CHECK_INT(total(m).handled[3], 1);
 }
 
 /* The stress test. Application threads run calls of their own method, a
@@ -514,12 +523,12 @@ static void run_stress(size_t max_calls)
     uint64_t started = 0, untracked = 0;
     for (int a = 0; a < APPS; a++) {
         const struct grpcprom_method *m = apps[a].method;
-        CHECK_INT(m->msg_received, m->started);
-        CHECK_INT(handled_total(m), m->started);
-        CHECK_INT(m->msg_sent, m->handled[0]);
+        CHECK_INT(total(m).msg_received, total(m).started);
+        CHECK_INT(handled_total(m), total(m).started);
+        CHECK_INT(total(m).msg_sent, total(m).handled[0]);
         for (int c = 0; c < GRPCPROM_CODES; c++)
-            CHECK_INT(m->handled[c], apps[a].codes[c]);
-        started += m->started;
+            CHECK_INT(total(m).handled[c], apps[a].codes[c]);
+        started += total(m).started;
         untracked += apps[a].untracked;
     }
     CHECK_INT(started + region->calls_untracked, APPS * CALLS_PER_APP);
