@@ -3,6 +3,7 @@
 #define GRPCPROM_STORE_H
 
 #include <sched.h>
+#include <sys/rseq.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -28,12 +29,26 @@ void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason w
 /* Marks how a method was seen to stream, unless its type is declared. */
 void store_mark_type(struct grpcprom_method *m, uint32_t bits);
 
-/* The shard this thread counts in now: the CPU's it runs on (read from
- * the kernel's restartable-sequence area, no system call). */
+/* The shard this thread counts in now: the one of the CPU it runs on, read
+ * where the kernel keeps it for the thread (glibc's restartable-sequence
+ * area: a load, no call). Where that area is not registered, sched_getcpu
+ * is asked every 1024 calls (threads seldom move; any shard counts right,
+ * the CPU's only keeps threads apart). */
 static inline uint32_t store_shard(const struct grpcprom_header *h)
 {
-    int cpu = sched_getcpu();
-    return (uint32_t)(cpu > 0 ? cpu : 0) & (h->shard_count - 1);
+    if (__rseq_size > 0) {
+        const struct rseq *area =
+            (const struct rseq *)((const char *)__builtin_thread_pointer() + __rseq_offset);
+        int32_t now = (int32_t)*(const volatile uint32_t *)&area->cpu_id;
+        if (now >= 0)
+            return (uint32_t)now & (h->shard_count - 1);
+    }
+    static __thread uint32_t cpu, uses __attribute__((tls_model("initial-exec")));
+    if ((uses++ & 1023) == 0) {
+        int now = sched_getcpu();
+        cpu = now > 0 ? (uint32_t)now : 0;
+    }
+    return cpu & (h->shard_count - 1);
 }
 
 /* Counts a finished call: its code, and its latency in the histogram. */

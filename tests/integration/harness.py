@@ -1,6 +1,7 @@
 # harness.py: starts the test servers under the shim and reads their pages.
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -42,9 +43,18 @@ LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, so that no server
+    binding port 0 (as every test server's gRPC port does) can be handed it
+    between now and its use."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    while True:
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Server:
