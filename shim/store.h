@@ -43,7 +43,8 @@ static inline uint32_t store_shard(const struct grpcprom_header *h)
         if (now >= 0)
             return (uint32_t)now & (h->shard_count - 1);
     }
-    static __thread uint32_t cpu, uses __attribute__((tls_model("initial-exec")));
+    static __thread uint32_t cpu __attribute__((tls_model("initial-exec")));
+    static __thread uint32_t uses __attribute__((tls_model("initial-exec")));
     if ((uses++ & 1023) == 0) {
         int now = sched_getcpu();
         cpu = now > 0 ? (uint32_t)now : 0;

@@ -142,6 +142,9 @@ func main() {
 	port := flag.Int("port", 0, "gRPC port on 127.0.0.1 (0 = any free port)")
 	metricsPort := flag.Int("metrics-port", 0, "HTTP /metrics port on 127.0.0.1 (0 = any free port)")
 	buckets := flag.String("buckets", "", "histogram bounds in seconds, comma-separated (default: Prometheus' DefBuckets)")
+	// The same server and page without the per-call instrumentation: the
+	// baseline scripts/bench measures go-grpc-prometheus' own overhead against.
+	noInterceptors := flag.Bool("no-interceptors", false, "serve without go-grpc-prometheus' interceptors (calls are not counted)")
 	flag.Parse()
 
 	var histogramOpts []grpc_prometheus.HistogramOption
@@ -166,10 +169,13 @@ func main() {
 	}
 
 	grpc_prometheus.EnableHandlingTimeHistogram(histogramOpts...)
-	server := grpc.NewServer(
-		grpc.UnaryInterceptor(grpc_prometheus.UnaryServerInterceptor),
-		grpc.StreamInterceptor(grpc_prometheus.StreamServerInterceptor),
-	)
+	var serverOpts []grpc.ServerOption
+	if !*noInterceptors {
+		serverOpts = append(serverOpts,
+			grpc.UnaryInterceptor(grpc_prometheus.UnaryServerInterceptor),
+			grpc.StreamInterceptor(grpc_prometheus.StreamServerInterceptor))
+	}
+	server := grpc.NewServer(serverOpts...)
 	pb.RegisterEchoServer(server, echoServer{})
 	grpc_prometheus.Register(server)
 
