@@ -28,6 +28,7 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
+#include "encoding.h"
 #include "log.h"
 #include "render.h"
 #include "tls_files.h"
@@ -255,64 +256,6 @@ static struct MHD_Response *page_response(bool gzip)
     return gzip && newest_gzip != NULL ? newest_gzip : newest_page;
 }
 
-/* The weights of Accept-Encoding, in thousandths; -1 where not named. */
-struct codings {
-    int gzip, identity, any;
-};
-
-/* A qvalue ("0" to "1", at most three decimals) in thousandths; -1 if malformed. */
-static int qvalue(const char *s, size_t len)
-{
-    if (len == 0 || len > 5 || (s[0] != '0' && s[0] != '1') || (len > 1 && s[1] != '.'))
-        return -1;
-    int q = (s[0] - '0') * 1000;
-    for (size_t i = 2, scale = 100; i < len; i++, scale /= 10) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        q += (int)((size_t)(s[i] - '0') * scale);
-    }
-    return q <= 1000 ? q : -1;
-}
-
-/* Whether s[0..len) is the token `word`, which HTTP compares case-insensitively. */
-static bool token_is(const char *s, size_t len, const char *word)
-{
-    return len == strlen(word) && strncasecmp(s, word, len) == 0;
-}
-
-/* Folds one Accept-Encoding value into *c (RFC 9110 12.5.3: a list of
- * codings, case-insensitive, each with an optional ";q=" weight; x-gzip is
- * gzip). A malformed entry counts as not sent; a coding named twice keeps
- * its highest weight. */
-static void parse_accept_encoding(const char *s, struct codings *c)
-{
-    while (*s != '\0') {
-        s += strspn(s, " \t,");
-        const char *name = s;
-        size_t name_len = strcspn(s, " \t,;");
-        s += name_len;
-        int q = 1000;
-        for (s += strspn(s, " \t"); *s == ';'; s += strspn(s, " \t")) {
-            s += 1 + strspn(s + 1, " \t");
-            size_t len = strcspn(s, " \t,;");
-            if (q >= 0 && len >= 2 && (s[0] == 'q' || s[0] == 'Q') && s[1] == '=')
-                q = qvalue(s + 2, len - 2);
-            s += len;
-        }
-        if (*s != ',' && *s != '\0') { /* more after the entry: not one */
-            q = -1;
-            s += strcspn(s, ",");
-        }
-        int *weight = token_is(name, name_len, "gzip") || token_is(name, name_len, "x-gzip")
-                          ? &c->gzip
-                      : token_is(name, name_len, "identity") ? &c->identity
-                      : token_is(name, name_len, "*")        ? &c->any
-                                                             : NULL;
-        if (weight != NULL && q > *weight)
-            *weight = q;
-    }
-}
-
 /* Called by libmicrohttpd for each request header: Accept-Encoding may come
  * in several headers. */
 static enum MHD_Result fold_accept_encoding(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -320,20 +263,16 @@ static enum MHD_Result fold_accept_encoding(void *cls, enum MHD_ValueKind kind, 
 {
     (void)kind;
     if (key != NULL && value != NULL && strcasecmp(key, "Accept-Encoding") == 0)
-        parse_accept_encoding(value, cls);
+        encoding_fold(value, cls);
     return MHD_YES;
 }
 
-/* Whether to answer gzip: the client accepts it (named, or through "*",
- * with q > 0) at least as much as it accepts the plain page. Every
- * Accept-Encoding header of the request counts, as if joined by commas. */
+/* Whether to answer gzip, from every Accept-Encoding header of the request. */
 static bool wants_gzip(struct MHD_Connection *c)
 {
-    struct codings w = {-1, -1, -1};
+    struct codings w = CODINGS_NONE;
     mhd.MHD_get_connection_values(c, MHD_HEADER_KIND, fold_accept_encoding, &w);
-    int gzip = w.gzip >= 0 ? w.gzip : w.any >= 0 ? w.any : 0;
-    int identity = w.identity >= 0 ? w.identity : w.any >= 0 ? w.any : 0;
-    return gzip > 0 && gzip >= identity;
+    return encoding_wants_gzip(&w);
 }
 
 /* Answers every request in its first call, before any body is read (which
