@@ -41,9 +41,12 @@ static struct options options;
 static struct grpcprom_header *region;
 static struct ptrmap registered;            /* registered-method handle -> slot */
 /* The internals the hooks read, published (release) once the tables they
- * fill exist; NULL while nothing is counted, and for good once a call does
- * not look as the layout says. */
+ * fill exist; NULL while nothing is counted. `layout` publishes new calls,
+ * and becomes NULL for good once a published call does not look as it
+ * says; `followed` keeps reading the batches of calls already followed, so
+ * that they still end with their own status. */
 static const struct libgrpc_layout *_Atomic layout;
+static const struct libgrpc_layout *_Atomic followed;
 static atomic_bool active;                  /* a server exists and counting is on */
 static int64_t gpr_monotonic_offset_ns;     /* tracker_now_ns() - gpr_now(GPR_CLOCK_MONOTONIC) */
 static atomic_bool page_started;
@@ -135,6 +138,7 @@ static void become_server(void)
         return;
     }
     pthread_atfork(NULL, NULL, tracker_forget_calls);
+    atomic_store_explicit(&followed, known, memory_order_release);
     atomic_store_explicit(&layout, known, memory_order_release);
     atomic_store_explicit(&active, true, memory_order_release);
 }
@@ -151,10 +155,10 @@ static bool counting(void)
     return atomic_load_explicit(&active, memory_order_acquire);
 }
 
-/* The layout while calls are followed, else NULL. */
+/* The layout that reads the batches of followed calls, else NULL. */
 static inline const struct libgrpc_layout *following(void)
 {
-    return atomic_load_explicit(&layout, memory_order_acquire);
+    return atomic_load_explicit(&followed, memory_order_acquire);
 }
 
 /* Declares a method's slot, pre-initialised as go-grpc-prometheus does; a
@@ -444,7 +448,8 @@ void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
         unsigned ops;
         struct call_record *rec;
         if ((void *)done == known->done_request_event) {
-            if (ok) /* a request failed at shutdown carries an error and no call */
+            /* A request failed at shutdown carries an error and no call. */
+            if (ok && atomic_load_explicit(&layout, memory_order_acquire) != NULL)
                 request_done(known, done_arg, tag, storage);
         } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && ops &&
                    (rec = layout_call_record(known, call, tracker_call_destroyed)) != NULL) {

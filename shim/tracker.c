@@ -11,11 +11,12 @@
  *   batch with an operation of a kind already in flight
  *   (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), so a call and a kind name one
  *   batch, and the record keeps one pending RECV_MESSAGE and one
- *   RECV_CLOSE_ON_SERVER. One gap: gRPC clears its receiving flag just
- *   before it posts the completion, so a RECV_MESSAGE that another thread
- *   submits in that instant, in a batch led by another operation, finds
- *   the earlier one still noted here and its message is not counted.
- *   libgrpc++ and Ruby submit the next read only after the completion.
+ *   RECV_CLOSE_ON_SERVER. One gap: gRPC clears its receiving flag when the
+ *   receive is done, not when its batch completes (a batch completes after
+ *   all of its operations), so a batch of SEND_MESSAGE and RECV_MESSAGE
+ *   whose send is still going lets another RECV_MESSAGE in, which finds
+ *   the earlier one still noted here: that message is not counted.
+ *   libgrpc++, Python and Ruby never put the two in one batch.
  * - The record is alive whenever a hook reads it: the application holds a
  *   reference on the call while it starts a batch, and a batch holds one
  *   until its completion's `done` runs (BatchControl::PostCompletion),
