@@ -47,7 +47,6 @@ static struct ptrmap registered;            /* registered-method handle -> slot 
  * that they still end with their own status. */
 static const struct libgrpc_layout *_Atomic layout;
 static const struct libgrpc_layout *_Atomic followed;
-static atomic_bool active;                  /* a server exists and counting is on */
 static int64_t gpr_monotonic_offset_ns;     /* tracker_now_ns() - gpr_now(GPR_CLOCK_MONOTONIC) */
 static atomic_bool page_started;
 
@@ -140,25 +139,19 @@ static void become_server(void)
     pthread_atfork(NULL, NULL, tracker_forget_calls);
     atomic_store_explicit(&followed, known, memory_order_release);
     atomic_store_explicit(&layout, known, memory_order_release);
-    atomic_store_explicit(&active, true, memory_order_release);
+}
+
+/* The layout that reads the batches of followed calls: non-NULL once a
+ * server exists and counting is on, and the tables it fills are visible. */
+static inline const struct libgrpc_layout *following(void)
+{
+    return atomic_load_explicit(&followed, memory_order_acquire);
 }
 
 static bool server_active(void)
 {
     pthread_once(&server_once, become_server);
-    return atomic_load_explicit(&active, memory_order_acquire);
-}
-
-/* True once counting is on; the tables it guards are then visible too. */
-static bool counting(void)
-{
-    return atomic_load_explicit(&active, memory_order_acquire);
-}
-
-/* The layout that reads the batches of followed calls, else NULL. */
-static inline const struct libgrpc_layout *following(void)
-{
-    return atomic_load_explicit(&followed, memory_order_acquire);
+    return following() != NULL;
 }
 
 /* Declares a method's slot, pre-initialised as go-grpc-prometheus does; a
@@ -259,7 +252,7 @@ EXPORT void *grpc_server_register_method(grpc_server *server, const char *method
 EXPORT void grpc_server_destroy(grpc_server *server)
 {
     resolve();
-    if (counting())
+    if (following() != NULL)
         forget_handles(server);
     real_server_destroy(server);
 }
