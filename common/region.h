@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define GRPCPROM_MAGIC "GRPCPRM1"
-#define GRPCPROM_LAYOUT_VERSION 3u
+#define GRPCPROM_LAYOUT_VERSION 4u
 #define GRPCPROM_MAX_BUCKETS 30   /* finite bounds; one more slot for +Inf */
 #define GRPCPROM_PATH_MAX 1024     /* longest :path that becomes a series */
 #define GRPCPROM_CODES 17
@@ -104,7 +104,8 @@ struct grpcprom_header {
     double bucket_bounds[GRPCPROM_MAX_BUCKETS];        /* seconds, increasing */
     uint64_t bucket_bounds_ns[GRPCPROM_MAX_BUCKETS];   /* the same, in nanoseconds */
     _Atomic uint32_t methods_used;  /* slots handed out; may run past the capacity */
-    uint32_t reserved;
+    _Atomic int32_t page_pid;       /* the process serving the page of this region, 0: none */
+    char page_listen[64];           /* where it serves ("ip:port"), written before page_pid */
     _Atomic uint64_t unknown_methods;   /* calls to paths nobody serves (Unimplemented) */
     _Atomic uint64_t calls_untracked;   /* calls the shim could not follow */
     _Atomic uint64_t overflow_calls[GRPCPROM_OVERFLOW_REASONS];

@@ -86,6 +86,7 @@ struct conn {
 };
 
 static const struct grpcprom_header *page_region;
+static struct page_owner page_owner;       /* the host's callbacks, if any */
 static struct access_list allow;
 static bool credentials_required;     /* a credentials file was named */
 static struct access_users *users;    /* NULL: none loaded */
@@ -399,8 +400,11 @@ static int listen_on_page_address(void)
     }
     listen_fd = fd;
     pthread_mutex_unlock(&listen_lock);
-    if (err == 0)
+    if (err == 0) {
         log_msg(LOG_INFO, "metrics page on http://%s/metrics", page_listen);
+        if (page_owner.bound)
+            page_owner.bound(page_listen);
+    }
     return err;
 }
 
@@ -685,9 +689,11 @@ static bool start_first_daemon(const struct page_access *access)
 /* Called once, when the process starts its first gRPC server: failures
  * only cost the page, never the server. */
 int page_start(const char *listen, const struct grpcprom_header *region,
-               const struct page_access *access)
+               const struct page_access *access, const struct page_owner *owner)
 {
     page_region = region;
+    if (owner)
+        page_owner = *owner;
     allow = access->allow;
     if (access->refuse_everyone)
         access_parse_list("-0.0.0.0/0", &allow);
@@ -720,10 +726,13 @@ int page_start(const char *listen, const struct grpcprom_header *region,
 
     pthread_atfork(lock_listen, unlock_listen, close_listen_in_child);
     int err = listen_on_page_address();
+    bool expected = false;
+    const char *hint = err == EADDRINUSE && page_owner.why_taken
+                           ? page_owner.why_taken(page_listen, &expected) : NULL;
     if (err != 0)
-        log_msg(LOG_WARN, "cannot serve the metrics page on %s (%s); counting goes on and the "
-                          "page is served once the address is free (trying every 2 s)",
-                page_listen, strerror(err));
+        log_msg(expected ? LOG_INFO : LOG_WARN, "cannot serve the metrics page on %s (%s%s%s); "
+                "counting goes on and the page is served once the address is free (trying every "
+                "2 s)", page_listen, strerror(err), hint ? ": " : "", hint ? hint : "");
 
     /* The host's signals go to the host's threads. A fault of our own must
      * still reach the host's handlers (a blocked SIGSEGV kills outright). */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attach.h"
 #include "cxx_services.h"
 #include "layout.h"
 #include "log.h"
@@ -130,7 +131,7 @@ static void become_server(void)
     gpr_timespec gpr_mono = real_gpr_now(GPR_CLOCK_MONOTONIC);
     gpr_monotonic_offset_ns =
         tracker_now_ns() - (gpr_mono.tv_sec * 1000000000 + gpr_mono.tv_nsec);
-    region = store_create(options.buckets, options.bucket_count, options.max_methods);
+    region = attach_region(options.shm, options.buckets, options.bucket_count, options.max_methods);
     if (region == NULL || tracker_init(region, options.max_calls) != 0 ||
         ptrmap_init(&registered, options.max_methods, sizeof(struct registered_method)) != 0) {
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
@@ -257,6 +258,16 @@ EXPORT void grpc_server_destroy(grpc_server *server)
     real_server_destroy(server);
 }
 
+static void page_bound(const char *listen)
+{
+    attach_page_bound(region, listen);
+}
+
+static const char *page_taken(const char *listen, bool *expected)
+{
+    return attach_why_taken(region, listen, expected);
+}
+
 EXPORT void grpc_server_start(grpc_server *server)
 {
     resolve();
@@ -269,7 +280,8 @@ EXPORT void grpc_server_start(grpc_server *server)
                                  .tls_cert_file = options.tls_cert_file,
                                  .tls_key_file = options.tls_key_file,
                                  .refuse_everyone = options.refuse_everyone};
-    page_start(options.listen, region, &access);
+    static const struct page_owner owner = {.bound = page_bound, .why_taken = page_taken};
+    page_start(options.listen, region, &access, &owner);
 }
 
 /* grpc::ServerBuilder::RegisterService(grpc::Service*) */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "region_files.h"
+
 /* Each parser returns NULL on success or says what is wrong with the text. */
 typedef const char *(*option_parser)(const char *text, struct options *o);
 
@@ -153,6 +155,15 @@ static const char *parse_tls_key(const char *text, struct options *o)
     return parse_path(text, o->tls_key_file, sizeof(o->tls_key_file));
 }
 
+/* A region name (see region_files.h), or "" for a region of the process's own. */
+static const char *parse_shm(const char *text, struct options *o)
+{
+    if (text[0] != '\0' && !region_name_ok(text))
+        return "expected a name of 1 to 64 letters, digits, '_', '.' or '-', not starting with '.'";
+    snprintf(o->shm, sizeof(o->shm), "%s", text);
+    return NULL;
+}
+
 /* A bad value keeps the default, except where the default would open what
  * the value meant to close (`fails_closed`): then the page refuses everyone. */
 static const struct {
@@ -172,7 +183,25 @@ static const struct {
     {"GRPCPROM_BEARER_TOKEN_FILE", "", parse_bearer_token_file, true},
     {"GRPCPROM_TLS_CERT", "", parse_tls_cert, true},
     {"GRPCPROM_TLS_KEY", "", parse_tls_key, true},
+    {"GRPCPROM_SHM", "", parse_shm, false},
 };
+
+const char *options_check(const char *name, const char *text)
+{
+    static char problem[160];
+    struct options scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    for (size_t i = 0; i < sizeof(option_table) / sizeof(option_table[0]); i++) {
+        if (strcmp(option_table[i].name, name) != 0)
+            continue;
+        const char *why = option_table[i].parse(text, &scratch);
+        if (why == NULL)
+            return NULL;
+        snprintf(problem, sizeof(problem), "%s=\"%.60s\": %s", name, text, why);
+        return problem;
+    }
+    return "no such setting";
+}
 
 void options_load(struct options *o, const char *(*lookup)(const char *name))
 {
@@ -189,8 +218,9 @@ void options_load(struct options *o, const char *(*lookup)(const char *name))
             log_msg(LOG_ERROR, "%s=\"%.100s\": %s; the page refuses every request until it is fixed",
                     option_table[i].name, text, problem);
         } else if (problem) {
-            log_msg(LOG_ERROR, "%s=\"%.100s\": %s; using the default %s",
-                    option_table[i].name, text, problem, option_table[i].default_text);
+            const char *kept = option_table[i].default_text;
+            log_msg(LOG_ERROR, "%s=\"%.100s\": %s; %s%s", option_table[i].name, text, problem,
+                    kept[0] ? "using the default " : "ignoring it", kept);
         }
     }
     log_set_level(o->log_level);

@@ -7,6 +7,7 @@
 #include "access.h"
 #include "log.h"
 #include "region.h"
+#include "region_files.h"
 
 struct options {
     bool disable;                              /* GRPCPROM_DISABLE: pure pass-through */
@@ -21,11 +22,16 @@ struct options {
     char bearer_token_file[256];               /* GRPCPROM_BEARER_TOKEN_FILE, "" = none */
     char tls_cert_file[256];                   /* GRPCPROM_TLS_CERT, "" = plain HTTP */
     char tls_key_file[256];                    /* GRPCPROM_TLS_KEY */
+    char shm[REGION_NAME_MAX + 1];             /* GRPCPROM_SHM: a shared region's name, "" = own */
     bool refuse_everyone;                      /* one of the five above was unusable */
 };
 
 /* Fills `o` from `lookup` (getenv, or a test's table). A bad value logs one
  * line naming the variable, the value and the default kept, then keeps it. */
 void options_load(struct options *o, const char *(*lookup)(const char *name));
+
+/* Whether `text` is a good value of the setting `name`: NULL, or one line
+ * saying what is wrong with it (for a command that takes the same values). */
+const char *options_check(const char *name, const char *text);
 
 #endif

@@ -37,28 +37,28 @@ static uint32_t shard_count(void)
     return shards;
 }
 
-struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count,
-                                     unsigned method_capacity)
+size_t store_plan(struct grpcprom_header *plan, unsigned bucket_count, unsigned method_capacity)
 {
     if (bucket_count > GRPCPROM_MAX_BUCKETS || method_capacity == 0 ||
         method_capacity > GRPCPROM_MAX_METHOD_CAPACITY) {
         errno = EINVAL;
-        return NULL;
+        return 0;
     }
-    struct grpcprom_header plan = {0};
-    size_t size = grpcprom_region_plan(&plan, method_capacity, bucket_count, shard_count());
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED)
-        return NULL;
+    memset(plan, 0, sizeof(*plan));
+    return grpcprom_region_plan(plan, method_capacity, bucket_count, shard_count());
+}
+
+void store_format(void *base, const struct grpcprom_header *plan, const double *bounds)
+{
     struct grpcprom_header *h = base;
-    memcpy(h, &plan, sizeof(plan));
+    memcpy(h, plan, sizeof(*plan));
     h->layout_version = GRPCPROM_LAYOUT_VERSION;
     h->hash_seed = random_seed();
     h->creator_pid = getpid();
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     h->start_time_unix_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    for (unsigned i = 0; i < bucket_count; i++) {
+    for (unsigned i = 0; i < h->bucket_count; i++) {
         h->bucket_bounds[i] = bounds[i];
         h->bucket_bounds_ns[i] = (uint64_t)(bounds[i] * 1e9 + 0.5);
     }
@@ -72,7 +72,20 @@ struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count
     }
     atomic_thread_fence(memory_order_release);
     memcpy(h->magic, GRPCPROM_MAGIC, sizeof(h->magic));
-    return h;
+}
+
+struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count,
+                                     unsigned method_capacity)
+{
+    struct grpcprom_header plan;
+    size_t size = store_plan(&plan, bucket_count, method_capacity);
+    if (size == 0)
+        return NULL;
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    store_format(base, &plan, bounds);
+    return base;
 }
 
 /* FNV-1a from a per-region seed, then a final mix so the low bits that pick

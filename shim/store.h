@@ -9,8 +9,17 @@
 
 #include "region.h"
 
-/* Maps a new region shared with forked children (anonymous, MAP_SHARED).
- * Returns NULL, with errno set, when it cannot be mapped. */
+/* Sizes a new region for these settings: fills `plan` and returns its
+ * bytes, or 0 (errno EINVAL) when the settings are out of range. */
+size_t store_plan(struct grpcprom_header *plan, unsigned bucket_count, unsigned method_capacity);
+
+/* Writes a new region into `base` (zeros, as many bytes as `plan` says),
+ * `bounds` being plan->bucket_count bucket bounds: its magic goes last, so
+ * a reader that sees it sees the rest. */
+void store_format(void *base, const struct grpcprom_header *plan, const double *bounds);
+
+/* Maps a new region of this process's alone, shared with its forked
+ * children (anonymous, MAP_SHARED). NULL, with errno set, when it cannot. */
 struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count,
                                      unsigned method_capacity);
 
