@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -138,6 +139,31 @@ int region_file_check(const struct grpcprom_header *h, size_t size, const char *
     return -1;
 }
 
+struct grpcprom_header *region_file_map(int fd, bool writable, size_t *size, const char **why)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        *why = strerror(errno);
+        return NULL;
+    }
+    if (st.st_size < (off_t)sizeof(struct grpcprom_header)) {
+        *why = "it is too small to be a grpcprom region";
+        return NULL;
+    }
+    void *h = mmap(NULL, (size_t)st.st_size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED,
+                   fd, 0);
+    if (h == MAP_FAILED) {
+        *why = strerror(errno);
+        return NULL;
+    }
+    if (region_file_check(h, (size_t)st.st_size, why) != 0) {
+        munmap(h, (size_t)st.st_size);
+        return NULL;
+    }
+    *size = (size_t)st.st_size;
+    return h;
+}
+
 struct grpcprom_header *region_file_copy(int fd, size_t *size, const char **why)
 {
     struct stat st;
@@ -170,6 +196,13 @@ struct grpcprom_header *region_file_copy(int fd, size_t *size, const char **why)
         *why = "it shrank while it was read";
     free(data);
     return NULL;
+}
+
+bool region_file_is(const char *path, int fd)
+{
+    struct stat by_name, by_fd;
+    return stat(path, &by_name) == 0 && fstat(fd, &by_fd) == 0 && by_name.st_dev == by_fd.st_dev &&
+           by_name.st_ino == by_fd.st_ino;
 }
 
 bool process_alive(long pid)

@@ -57,10 +57,18 @@ int region_file_open(const char *path, bool for_writing, const char **why);
 /* Checks the header of a region of `size` bytes: 0, or -1 with *why. */
 int region_file_check(const struct grpcprom_header *h, size_t size, const char **why);
 
+/* Maps the region in `fd` (shared; writable or read-only), checked: NULL
+ * with *why. Its size in *size. */
+struct grpcprom_header *region_file_map(int fd, bool writable, size_t *size, const char **why);
+
 /* A copy of the region in `fd`, checked: what `grpcprom` renders, so that
  * nothing another process writes can change the sizes it checked. NULL
  * with *why. Free it with free(). */
 struct grpcprom_header *region_file_copy(int fd, size_t *size, const char **why);
+
+/* True when `path` still names the file open in `fd`: after a lock was
+ * taken, that no `grpcprom gc` removed it meanwhile. */
+bool region_file_is(const char *path, int fd);
 
 /* True when process `pid` exists (it may belong to another user). */
 bool process_alive(long pid);

@@ -326,26 +326,18 @@ static const struct grpcprom_header *map_for_serving(const char *name)
             refused(f.path, why);
             return NULL;
         }
-        struct stat st;
-        void *h = MAP_FAILED;
-        if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(struct grpcprom_header))
-            h = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        if (h == MAP_FAILED) {
-            refused(f.path, "it cannot be mapped");
-        } else if (region_file_check(h, (size_t)st.st_size, &why) != 0) {
+        size_t size;
+        const struct grpcprom_header *h = region_file_map(fd, false, &size, &why);
+        if (h == NULL) {
             refused(f.path, why);
-        } else if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
-            return h; /* fd stays open: the lock is held until exit */
-        } else {
-            munmap(h, (size_t)st.st_size);
             close(fd);
-            sleep(1); /* a `grpcprom gc` is removing it */
-            continue;
+            return NULL;
         }
-        if (h != MAP_FAILED)
-            munmap(h, (size_t)st.st_size);
+        if (flock(fd, LOCK_SH | LOCK_NB) == 0 && region_file_is(f.path, fd))
+            return h; /* fd stays open: the lock is held until exit */
+        munmap((void *)h, size);
         close(fd);
-        return NULL;
+        sleep(1); /* a `grpcprom gc` is removing it: the next one is the one to serve */
     }
 }
 
@@ -401,10 +393,7 @@ static int remove_unused(const struct region_file *f, void *ctx)
     int fd = region_file_open(f->path, false, &why);
     if (fd < 0)
         return 0; /* another user's, or gone: not ours to remove */
-    struct stat by_name, by_fd;
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && stat(f->path, &by_name) == 0 &&
-        fstat(fd, &by_fd) == 0 && by_name.st_ino == by_fd.st_ino &&
-        by_name.st_dev == by_fd.st_dev && unlink(f->path) == 0) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && region_file_is(f->path, fd) && unlink(f->path) == 0) {
         printf("removed %s\n", f->path);
         (*removed)++;
     }

@@ -25,24 +25,14 @@
 #define ATTACH_ATTEMPTS 100 /* each waits 1 ms for a `grpcprom gc` to finish */
 
 static struct region_file own;      /* this process's own region file, if it made one */
-static dev_t own_dev;
-static ino_t own_ino;
+static int own_fd = -1;
 static pid_t own_pid;
-
-static bool same_file(const char *path, int fd)
-{
-    struct stat by_name, by_fd;
-    return stat(path, &by_name) == 0 && fstat(fd, &by_fd) == 0 && by_name.st_dev == by_fd.st_dev &&
-           by_name.st_ino == by_fd.st_ino;
-}
 
 /* A normal exit removes the process's own region; a forked child, which
  * runs the same exit handlers, leaves its parent's alone. */
 static void remove_own_region(void)
 {
-    struct stat st;
-    if (getpid() == own_pid && stat(own.path, &st) == 0 && st.st_dev == own_dev &&
-        st.st_ino == own_ino)
+    if (getpid() == own_pid && own_fd >= 0 && region_file_is(own.path, own_fd))
         unlink(own.path);
 }
 
@@ -94,25 +84,20 @@ static enum existing map_existing(const char *path, struct grpcprom_header **out
     int fd = region_file_open(path, true, why);
     if (fd < 0)
         return errno == ENOENT ? EXISTING_MISSING : EXISTING_UNUSABLE;
-    struct stat st;
-    struct grpcprom_header *h = MAP_FAILED;
-    enum existing result = EXISTING_UNUSABLE;
-    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(*h))
-        h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (h == MAP_FAILED)
-        *why = "it cannot be mapped";
-    else if (region_file_check(h, (size_t)st.st_size, why) == 0) {
-        /* Locked shared while no `grpcprom gc` holds it, and still the file of that name. */
-        if (flock(fd, LOCK_SH | LOCK_NB) == 0 && same_file(path, fd)) {
-            *out = h;
-            return EXISTING_MAPPED;
-        }
-        result = EXISTING_REMOVED;
+    size_t size;
+    struct grpcprom_header *h = region_file_map(fd, true, &size, why);
+    if (h == NULL) {
+        close(fd);
+        return EXISTING_UNUSABLE;
     }
-    if (h != MAP_FAILED)
-        munmap(h, (size_t)st.st_size);
+    /* Locked shared while no `grpcprom gc` holds it, and still the file of that name. */
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0 && region_file_is(path, fd)) {
+        *out = h;
+        return EXISTING_MAPPED;
+    }
+    munmap(h, size);
     close(fd);
-    return result;
+    return EXISTING_REMOVED;
 }
 
 static bool same_settings(const struct grpcprom_header *h, const double *bounds,
@@ -154,7 +139,7 @@ static bool remove_if_unused(const struct region_file *f, int64_t *start_ns)
             close(fd);
             return true;
         }
-        removed = same_file(f->path, fd) && unlink(f->path) == 0;
+        removed = region_file_is(f->path, fd) && unlink(f->path) == 0;
     }
     close(fd);
     return removed;
@@ -183,7 +168,7 @@ static int note_leftover(const struct region_file *f, void *ctx)
 
 static void fallback_said(const char *path, const char *why)
 {
-    log_msg(LOG_WARN, "cannot use the region file %s (%s): counting in memory of this process "
+    log_msg(LOG_WARN, "cannot use the region file %s: %s; counting in memory of this process "
                       "alone, which grpcprom cannot read from outside", path, why);
 }
 
@@ -221,11 +206,8 @@ struct grpcprom_header *attach_region(const char *name, const double *bounds,
         int fd = create_file(f.path, &plan, bounds, &base);
         if (fd >= 0) { /* kept open for good: its lock says the region is in use */
             if (f.pid) {
-                struct stat st;
-                fstat(fd, &st);
                 own = f;
-                own_dev = st.st_dev;
-                own_ino = st.st_ino;
+                own_fd = fd;
                 atexit(remove_own_region);
             }
             return base;
