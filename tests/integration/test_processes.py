@@ -90,6 +90,28 @@ def test_workers_of_one_region_show_one_exact_total():
         os.unlink(region_path(name))
 
 
+def test_workers_sharing_one_port_show_one_exact_total():
+    """The pre-fork model: workers on one port (gRPC sets SO_REUSEPORT), the
+    kernel spreading connections over them; 40 connections, 5 calls each."""
+    import grpc
+    name, page_port, port = region_name("port"), free_port(), free_port()
+    workers = [Server("c", env={"GRPCPROM_SHM": name}, metrics_port=page_port,
+                      args=["--port", str(port)]) for _ in range(3)]
+    try:
+        for i in range(40):
+            options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_http_proxy", 0)]
+            with grpc.insecure_channel("127.0.0.1:%d" % port, options=options) as channel:
+                unary = channel.unary_unary("/grpcprom.test.Echo/Unary")
+                for _ in range(5):
+                    unary(b"\x22\x01x", timeout=10)
+        page = wait_stable(page_port)
+        assert echo_series(page)[("grpc_server_started_total", "unary", "Unary", "")] == 200
+        assert echo_series(page)[("grpc_server_handled_total", "unary", "Unary", "OK")] == 200
+    finally:
+        stop_all(workers)
+        os.unlink(region_path(name))
+
+
 def nonzero_echo(page):
     return {k: v for k, v in echo_series(page).items() if v}
 
