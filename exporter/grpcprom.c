@@ -372,12 +372,8 @@ static int cmd_serve(int argc, char **argv)
     const struct grpcprom_header *h = map_for_serving(shm);
     if (h == NULL)
         return 1;
-    struct page_access access = {.allow = options.allow,
-                                 .basic_auth_file = options.basic_auth_file,
-                                 .bearer_token_file = options.bearer_token_file,
-                                 .tls_cert_file = options.tls_cert_file,
-                                 .tls_key_file = options.tls_key_file,
-                                 .refuse_everyone = options.refuse_everyone};
+    struct page_access access;
+    options_page_access(&options, &access);
     log_set_level(options.log_level < LOG_INFO ? LOG_INFO : options.log_level);
     if (page_start(options.listen, h, &access, NULL) != 0)
         return 1;

@@ -274,12 +274,8 @@ EXPORT void grpc_server_start(grpc_server *server)
     real_server_start(server);
     if (!server_active() || options.listen[0] == '\0' || atomic_exchange(&page_started, true))
         return;
-    struct page_access access = {.allow = options.allow,
-                                 .basic_auth_file = options.basic_auth_file,
-                                 .bearer_token_file = options.bearer_token_file,
-                                 .tls_cert_file = options.tls_cert_file,
-                                 .tls_key_file = options.tls_key_file,
-                                 .refuse_everyone = options.refuse_everyone};
+    struct page_access access;
+    options_page_access(&options, &access);
     static const struct page_owner owner = {.bound = page_bound, .why_taken = page_taken};
     page_start(options.listen, region, &access, &owner);
 }

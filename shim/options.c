@@ -186,6 +186,16 @@ static const struct {
     {"GRPCPROM_SHM", "", parse_shm, false},
 };
 
+void options_page_access(const struct options *o, struct page_access *out)
+{
+    *out = (struct page_access){.allow = o->allow,
+                                .basic_auth_file = o->basic_auth_file,
+                                .bearer_token_file = o->bearer_token_file,
+                                .tls_cert_file = o->tls_cert_file,
+                                .tls_key_file = o->tls_key_file,
+                                .refuse_everyone = o->refuse_everyone};
+}
+
 const char *options_check(const char *name, const char *text)
 {
     static char problem[160];

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "access.h"
+#include "page.h"
 #include "log.h"
 #include "region.h"
 #include "region_files.h"
@@ -29,6 +30,9 @@ struct options {
 /* Fills `o` from `lookup` (getenv, or a test's table). A bad value logs one
  * line naming the variable, the value and the default kept, then keeps it. */
 void options_load(struct options *o, const char *(*lookup)(const char *name));
+
+/* The page's access settings, pointing into `o`. */
+void options_page_access(const struct options *o, struct page_access *out);
 
 /* Whether `text` is a good value of the setting `name`: NULL, or one line
  * saying what is wrong with it (for a command that takes the same values). */

@@ -9,7 +9,8 @@
 static const char *const names[] = {
     "GRPCPROM_DISABLE", "GRPCPROM_LOG", "GRPCPROM_LISTEN", "GRPCPROM_BUCKETS",
     "GRPCPROM_MAX_METHODS", "GRPCPROM_MAX_CALLS", "GRPCPROM_ALLOW",
-    "GRPCPROM_BASIC_AUTH_FILE", "GRPCPROM_BEARER_TOKEN_FILE",
+    "GRPCPROM_BASIC_AUTH_FILE", "GRPCPROM_BEARER_TOKEN_FILE", "GRPCPROM_TLS_CERT",
+    "GRPCPROM_TLS_KEY", "GRPCPROM_SHM",
 };
 static const char *fuzz_name;
 static char *fuzz_value;
@@ -31,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     log_set_level(LOG_ERROR - 1); /* quiet: a bad value's line is expected */
     options_load(&o, lookup);
     if (o.bucket_count > GRPCPROM_MAX_BUCKETS || o.max_methods < 1 || o.max_calls < 1 ||
-        o.allow.count > ACCESS_MAX_RULES || memchr(o.listen, '\0', sizeof(o.listen)) == NULL)
+        o.allow.count > ACCESS_MAX_RULES || memchr(o.listen, '\0', sizeof(o.listen)) == NULL ||
+        (o.shm[0] != '\0' && !region_name_ok(o.shm)))
         abort();
     for (unsigned i = 1; i < o.bucket_count; i++)
         if (!(o.buckets[i] > o.buckets[i - 1]))

@@ -180,6 +180,16 @@ def expected_series(result):
     return {k: v for k, v in exp.items() if v}
 
 
+def merge_results(total, result):
+    """Adds the calls of one client's `result` (echo_client.run_mix) to `total`."""
+    for key, m in result.items():
+        t = total.setdefault(key, {"started": 0, "handled": {}, "msg_received": 0, "msg_sent": 0})
+        for field in ("started", "msg_received", "msg_sent"):
+            t[field] += m[field]
+        for code, n in m["handled"].items():
+            t["handled"][code] = t["handled"].get(code, 0) + n
+
+
 def nonzero(series):
     return {k: v for k, v in series.items() if v}
 

@@ -1,15 +1,14 @@
 # test_command.py: the grpcprom command against real servers and against
 # regions left by killed processes, damaged or planted.
 import os
-import re
 import signal
 import subprocess
 import time
 
 import pytest
 
-from harness import (BUILD, PRELOAD, SERVERS, SHIM, Server, echo_client, echo_series,
-                     expected_series, free_port, http_get, parse_page, scrape, wait_stable)
+from harness import (BUILD, SERVERS, SHIM, Server, echo_client, echo_series, expected_series,
+                     free_port, http_get, merge_results, parse_page, wait_stable)
 
 GRPCPROM = os.path.join(BUILD, "exporter", "grpcprom")
 
@@ -172,12 +171,7 @@ def test_serve_shows_the_region_of_servers_without_a_page():
         workers = [Server(kind, env={"GRPCPROM_SHM": name, "GRPCPROM_LISTEN": "none"})
                    for kind in ("c", "c")]
         result = echo_client.run_mix(workers[0].target)
-        for key, m in echo_client.run_mix(workers[1].target).items():
-            r = result.setdefault(key, {"started": 0, "handled": {}, "msg_received": 0, "msg_sent": 0})
-            for field in ("started", "msg_received", "msg_sent"):
-                r[field] += m[field]
-            for code, n in m["handled"].items():
-                r["handled"][code] = r["handled"].get(code, 0) + n
+        merge_results(result, echo_client.run_mix(workers[1].target))
         deadline = time.time() + 10
         while time.time() < deadline:
             try:

@@ -7,8 +7,8 @@ import signal
 import threading
 import time
 
-from harness import (Server, echo_client, echo_series, expected_series, free_port, parse_page,
-                     scrape, wait_stable)
+from harness import (Server, echo_client, echo_series, expected_series, free_port, merge_results,
+                     parse_page, scrape, wait_stable)
 
 
 def region_name(tag):
@@ -17,15 +17,6 @@ def region_name(tag):
 
 def region_path(name):
     return "/dev/shm/grpcprom.name." + name
-
-
-def merge(total, result):
-    for key, m in result.items():
-        t = total.setdefault(key, {"started": 0, "handled": {}, "msg_received": 0, "msg_sent": 0})
-        for field in ("started", "msg_received", "msg_sent"):
-            t[field] += m[field]
-        for code, n in m["handled"].items():
-            t["handled"][code] = t["handled"].get(code, 0) + n
 
 
 def run_mixes(workers, rounds=1):
@@ -44,7 +35,7 @@ def run_mixes(workers, rounds=1):
         t.join()
     total = {}
     for r in results:
-        merge(total, r)
+        merge_results(total, r)
     return total
 
 
@@ -134,7 +125,7 @@ def test_counters_survive_a_killed_worker_and_its_replacement():
         after_kill = parse_page(scrape(page_port))
         assert monotonic(before, after_kill) == {}
         workers.append(Server("c", env={"GRPCPROM_SHM": name}, metrics_port=page_port))
-        merge(expected, run_mixes(workers))
+        merge_results(expected, run_mixes(workers))
         final = wait_stable(page_port)
         assert monotonic(after_kill, final) == {}
         assert nonzero_echo(final) == expected_series(expected)
@@ -154,7 +145,7 @@ def test_the_page_moves_to_a_survivor_when_its_server_is_killed():
         took = wait_page(page_port, 10)
         assert took is not None, "no process took the page over within 10 s"
         assert parse_page(scrape(page_port)) == before
-        merge(expected, run_mixes(workers[1:]))
+        merge_results(expected, run_mixes(workers[1:]))
         assert nonzero_echo(wait_stable(page_port)) == expected_series(expected)
         workers[1].proc.terminate()
         _, err = workers[1].proc.communicate(timeout=20)

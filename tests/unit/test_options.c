@@ -109,5 +109,21 @@ int main(void)
     load_with(&o, "GRPCPROM_BEARER_TOKEN_FILE", "token.txt");
     CHECK_STR(o.bearer_token_file, "");
     CHECK(o.refuse_everyone);
+
+    /* A region name: a file name of a safe set, or none (the process's own). */
+    load_with(&o, NULL, NULL);
+    CHECK_STR(o.shm, "");
+    load_with(&o, "GRPCPROM_SHM", "orders-v2.prod_1");
+    CHECK_STR(o.shm, "orders-v2.prod_1");
+    const char *bad_names[] = {"../etc/passwd", ".hidden", "a b", "a/b", "\xc3\xa9t\xc3\xa9",
+                               "0123456789012345678901234567890123456789012345678901234567890123x"};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        load_with(&o, "GRPCPROM_SHM", bad_names[i]);
+        CHECK_STR(o.shm, "");
+    }
+    /* A command checks a value the same way, and says what is wrong. */
+    CHECK(options_check("GRPCPROM_SHM", "orders") == NULL);
+    CHECK_STR(options_check("GRPCPROM_LISTEN", "nowhere"),
+              "GRPCPROM_LISTEN=\"nowhere\": the port must be a number from 1 to 65535");
     CHECK_DONE();
 }
