@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -123,6 +124,7 @@ int region_file_open(const char *path, bool for_writing, const char **why)
     else
         return fd;
     close(fd);
+    errno = EPERM; /* it is there, and refused: callers tell that from ENOENT */
     return -1;
 }
 
@@ -166,36 +168,67 @@ struct grpcprom_header *region_file_map(int fd, bool writable, size_t *size, con
 
 struct grpcprom_header *region_file_copy(int fd, size_t *size, const char **why)
 {
+    struct grpcprom_header h;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         *why = strerror(errno);
         return NULL;
     }
-    if (st.st_size < (off_t)sizeof(struct grpcprom_header)) {
+    if (st.st_size < (off_t)sizeof(h) || pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
         *why = "it is too small to be a grpcprom region";
         return NULL;
     }
+    /* The header is checked before its size is believed: a planted file
+     * cannot make this allocate more than the file holds. */
+    if (region_file_check(&h, (size_t)st.st_size, why) != 0)
+        return NULL;
+    size_t want = (size_t)h.region_size;
     /* aligned as the header is declared, for the sanitizers' sake */
-    char *data = aligned_alloc(64, ((size_t)st.st_size + 63) / 64 * 64);
+    char *data = aligned_alloc(64, (want + 63) / 64 * 64);
     if (data == NULL) {
         *why = "out of memory";
         return NULL;
     }
     size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = pread(fd, data + got, (size_t)st.st_size - got, (off_t)got);
+    while (got < want) {
+        ssize_t n = pread(fd, data + got, want - got, (off_t)got);
         if (n <= 0)
             break;
         got += (size_t)n;
     }
-    if (got == (size_t)st.st_size && region_file_check((struct grpcprom_header *)data, got, why) == 0) {
+    if (got == want && region_file_check((struct grpcprom_header *)data, got, why) == 0) {
         *size = got;
         return (struct grpcprom_header *)data;
     }
-    if (got != (size_t)st.st_size)
+    if (got != want)
         *why = "it shrank while it was read";
     free(data);
     return NULL;
+}
+
+bool region_file_remove_if_unused(const struct region_file *f)
+{
+    int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    bool removed = fstat(fd, &st) == 0 && (st.st_uid == geteuid() || geteuid() == 0) &&
+                   flock(fd, LOCK_EX | LOCK_NB) == 0 && region_file_is(f->path, fd) &&
+                   unlink(f->path) == 0;
+    close(fd);
+    return removed;
+}
+
+int64_t region_file_start_time(const struct region_file *f)
+{
+    struct grpcprom_header h;
+    int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    int64_t start = 0;
+    if (fd >= 0 && pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h))
+        start = h.start_time_unix_ns;
+    if (fd >= 0)
+        close(fd);
+    return start;
 }
 
 bool region_file_is(const char *path, int fd)

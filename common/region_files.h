@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "region.h"
@@ -65,6 +66,14 @@ struct grpcprom_header *region_file_map(int fd, bool writable, size_t *size, con
  * nothing another process writes can change the sizes it checked. NULL
  * with *why. Free it with free(). */
 struct grpcprom_header *region_file_copy(int fd, size_t *size, const char **why);
+
+/* Removes the region file `f` when no process holds it (this user's, or
+ * anyone's for root), holding its exclusive lock meanwhile so that no
+ * process attaches to it as it goes. */
+bool region_file_remove_if_unused(const struct region_file *f);
+
+/* When the region in file `f` was created (its header's start time), or 0. */
+int64_t region_file_start_time(const struct region_file *f);
 
 /* True when `path` still names the file open in `fd`: after a lock was
  * taken, that no `grpcprom gc` removed it meanwhile. */

@@ -39,7 +39,7 @@ static const char usage_text[] =
     "         process PID, or the region NAME (the only region when none is named)\n"
     "  serve  serves the region NAME's page on ADDR until stopped, for servers run\n"
     "         with GRPCPROM_LISTEN=none; other GRPCPROM_* page settings apply\n"
-    "  gc     removes the regions no running process uses\n"
+    "  gc     removes the regions no running process uses (root: anyone's)\n"
     "\n"
     "Exit status: 0 done, 1 the region or command could not be had, 2 usage.\n";
 
@@ -141,8 +141,9 @@ static int cmd_run(int argc, char **argv)
     if (shm)
         setenv("GRPCPROM_SHM", shm, 1);
     execvp(argv[optind], argv + optind);
-    fprintf(stderr, "grpcprom: cannot run %s: %s\n", argv[optind], strerror(errno));
-    return errno == ENOENT ? 127 : 126;
+    int err = errno;
+    fprintf(stderr, "grpcprom: cannot run %s: %s\n", argv[optind], strerror(err));
+    return err == ENOENT ? 127 : 126;
 }
 
 /* What a region holds, read from a checked copy. */
@@ -364,14 +365,15 @@ static int cmd_serve(int argc, char **argv)
         return usage_error("serve: which region (--shm NAME)?%s", "");
     if (options.listen[0] == '\0')
         return usage_error("serve: GRPCPROM_LISTEN=none leaves nothing to serve%s", "");
+    const struct grpcprom_header *h = map_for_serving(shm);
+    if (h == NULL)
+        return 1;
+    /* From here a stop signal ends the wait below, and exit stops the page. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     sigprocmask(SIG_BLOCK, &stop, NULL);
-    const struct grpcprom_header *h = map_for_serving(shm);
-    if (h == NULL)
-        return 1;
     struct page_access access;
     options_page_access(&options, &access);
     log_set_level(options.log_level < LOG_INFO ? LOG_INFO : options.log_level);
@@ -384,16 +386,9 @@ static int cmd_serve(int argc, char **argv)
 
 static int remove_unused(const struct region_file *f, void *ctx)
 {
-    int *removed = ctx;
-    const char *why;
-    int fd = region_file_open(f->path, false, &why);
-    if (fd < 0)
-        return 0; /* another user's, or gone: not ours to remove */
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && region_file_is(f->path, fd) && unlink(f->path) == 0) {
+    (void)ctx;
+    if (region_file_remove_if_unused(f))
         printf("removed %s\n", f->path);
-        (*removed)++;
-    }
-    close(fd);
     return 0;
 }
 
@@ -402,8 +397,7 @@ static int cmd_gc(int argc, char **argv)
     (void)argv;
     if (argc > 1)
         return usage_error("gc takes no arguments%s", "");
-    int removed = 0;
-    int rc = region_files_each(remove_unused, &removed);
+    int rc = region_files_each(remove_unused, NULL);
     if (rc < 0) {
         fprintf(stderr, "grpcprom: cannot read %s: %s\n", REGION_DIR, strerror(-rc));
         return 1;

@@ -3,6 +3,7 @@
  * when the process becomes a gRPC server; nothing here is on the RPC path. */
 #include "attach.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -28,11 +29,37 @@ static struct region_file own;      /* this process's own region file, if it mad
 static int own_fd = -1;
 static pid_t own_pid;
 
-/* A normal exit removes the process's own region; a forked child, which
- * runs the same exit handlers, leaves its parent's alone. */
+/* True when a child of this process is running, or when that cannot be
+ * told: a forked worker may still count in the region. (The region's lock
+ * cannot tell: the mapping, which stays to the end, holds it too.) */
+static bool has_children(void)
+{
+    DIR *tasks = opendir("/proc/self/task");
+    if (tasks == NULL)
+        return true;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(tasks)) != NULL) {
+        char path[64], c;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        found = fd < 0 || read(fd, &c, 1) != 0;
+        if (fd >= 0)
+            close(fd);
+    }
+    closedir(tasks);
+    return found;
+}
+
+/* A normal exit removes the process's own region, unless forked children
+ * may still count in it: then it stays, for `grpcprom gc` once they are
+ * gone. A forked child runs the same exit handlers, and leaves its
+ * parent's region alone. */
 static void remove_own_region(void)
 {
-    if (getpid() == own_pid && own_fd >= 0 && region_file_is(own.path, own_fd))
+    if (getpid() == own_pid && own_fd >= 0 && !has_children() && region_file_is(own.path, own_fd))
         unlink(own.path);
 }
 
@@ -121,36 +148,13 @@ struct leftovers {
     unsigned count;
 };
 
-/* Removes the per-process region `f` when no process holds it, or returns
- * false. Holding its exclusive lock while it unlinks keeps a process from
- * attaching to it meanwhile. */
-static bool remove_if_unused(const struct region_file *f, int64_t *start_ns)
-{
-    int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return false;
-    struct stat st;
-    struct grpcprom_header h;
-    bool removed = false;
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-        if (start_ns) {
-            /* only recording its age: removed later if it is not among the newest */
-            *start_ns = pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) ? h.start_time_unix_ns : 0;
-            close(fd);
-            return true;
-        }
-        removed = region_file_is(f->path, fd) && unlink(f->path) == 0;
-    }
-    close(fd);
-    return removed;
-}
-
 static int note_leftover(const struct region_file *f, void *ctx)
 {
     struct leftovers *l = ctx;
     struct leftover item = {.file = *f};
-    if (f->pid == 0 || f->pid == own_pid || !remove_if_unused(f, &item.start_ns))
+    if (f->pid == 0 || f->pid == own_pid || process_alive(f->pid))
         return 0;
+    item.start_ns = region_file_start_time(f);
     unsigned at = l->count;
     while (at > 0 && l->newest[at - 1].start_ns < item.start_ns) {
         l->newest[at] = l->newest[at - 1];
@@ -160,7 +164,7 @@ static int note_leftover(const struct region_file *f, void *ctx)
     if (l->count <= LEFTOVERS_KEPT)
         l->count++;
     if (l->count == LEFTOVERS_KEPT + 1) { /* the oldest of them goes */
-        remove_if_unused(&l->newest[LEFTOVERS_KEPT].file, NULL);
+        region_file_remove_if_unused(&l->newest[LEFTOVERS_KEPT].file);
         l->count = LEFTOVERS_KEPT;
     }
     return 0;
@@ -182,7 +186,7 @@ struct grpcprom_header *attach_region(const char *name, const double *bounds,
     own_pid = getpid();
     region_file_at(&f, name, own_pid);
     if (f.pid) { /* a leftover of a process this pid had before is nobody's */
-        remove_if_unused(&f, NULL);
+        region_file_remove_if_unused(&f);
         struct leftovers old = {.count = 0};
         region_files_each(note_leftover, &old);
     }

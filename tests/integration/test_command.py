@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness import (BUILD, SERVERS, SHIM, Server, echo_client, echo_series, expected_series,
-                     free_port, http_get, merge_results, parse_page, wait_stable)
+                     free_port, http_get, merge_results, nonzero, parse_page, wait_stable)
 
 GRPCPROM = os.path.join(BUILD, "exporter", "grpcprom")
 
@@ -29,10 +29,6 @@ def ls_rows():
         name, pid, alive, methods, calls = line.split()
         rows[name if name != "-" else pid] = (pid, alive, int(methods), int(calls))
     return rows
-
-
-def nonzero_echo(page):
-    return {k: v for k, v in echo_series(page).items() if v}
 
 
 def test_help_and_usage_errors():
@@ -73,7 +69,7 @@ def test_run_a_server_then_ls_and_dump_it_live_and_killed():
         echo_client.wait_ready(target, 10)
         result = echo_client.run_mix(target)
         page = wait_stable(page_port)
-        assert nonzero_echo(page) == expected_series(result)
+        assert nonzero(echo_series(page)) == expected_series(result)
         calls = sum(m["started"] for m in result.values())
         assert ls_rows()[str(proc.pid)] == (str(proc.pid), "yes", 4, calls)
         dump = grpcprom("dump", str(proc.pid))
@@ -172,14 +168,14 @@ def test_serve_shows_the_region_of_servers_without_a_page():
                    for kind in ("c", "c")]
         result = echo_client.run_mix(workers[0].target)
         merge_results(result, echo_client.run_mix(workers[1].target))
-        deadline = time.time() + 10
+        page, deadline = None, time.time() + 10
         while time.time() < deadline:
             try:
                 page = wait_stable(page_port)
                 break
             except OSError:
                 time.sleep(0.3)
-        assert nonzero_echo(page) == expected_series(result)
+        assert nonzero(echo_series(page)) == expected_series(result)
         status, _, _ = http_get("http://127.0.0.1:%d/other" % page_port)
         assert status == 404
         # While it serves the region, gc leaves it, even with no server left.

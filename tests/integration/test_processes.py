@@ -8,7 +8,7 @@ import threading
 import time
 
 from harness import (Server, echo_client, echo_series, expected_series, free_port, merge_results,
-                     parse_page, scrape, wait_stable)
+                     nonzero, parse_page, scrape, wait_stable)
 
 
 def region_name(tag):
@@ -71,7 +71,7 @@ def test_workers_of_one_region_show_one_exact_total():
     try:
         expected = run_mixes(workers, rounds=2)
         page = wait_stable(page_port)
-        assert nonzero_echo(page) == expected_series(expected)
+        assert nonzero(echo_series(page)) == expected_series(expected)
         for w in workers[1:]:  # the first serves the page; the others say nothing
             w.proc.terminate()
             _, err = w.proc.communicate(timeout=20)
@@ -103,10 +103,6 @@ def test_workers_sharing_one_port_show_one_exact_total():
         os.unlink(region_path(name))
 
 
-def nonzero_echo(page):
-    return {k: v for k, v in echo_series(page).items() if v}
-
-
 def monotonic(before, after):
     """The series of `before` that went down in `after`."""
     return {k: (v, after.get(k)) for k, v in before.items()
@@ -128,7 +124,7 @@ def test_counters_survive_a_killed_worker_and_its_replacement():
         merge_results(expected, run_mixes(workers))
         final = wait_stable(page_port)
         assert monotonic(after_kill, final) == {}
-        assert nonzero_echo(final) == expected_series(expected)
+        assert nonzero(echo_series(final)) == expected_series(expected)
     finally:
         stop_all(workers)
         os.unlink(region_path(name))
@@ -146,7 +142,7 @@ def test_the_page_moves_to_a_survivor_when_its_server_is_killed():
         assert took is not None, "no process took the page over within 10 s"
         assert parse_page(scrape(page_port)) == before
         merge_results(expected, run_mixes(workers[1:]))
-        assert nonzero_echo(wait_stable(page_port)) == expected_series(expected)
+        assert nonzero(echo_series(wait_stable(page_port))) == expected_series(expected)
         workers[1].proc.terminate()
         _, err = workers[1].proc.communicate(timeout=20)
         assert err == "", err

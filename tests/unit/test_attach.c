@@ -177,6 +177,32 @@ static void test_own_region(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     region_file_at(&f, NULL, child);
     CHECK(!exists(f.path));
+
+    /* A parent that exits before its forked workers leaves them their region. */
+    int worker_pipe[2];
+    CHECK_INT(pipe(worker_pipe), 0);
+    child = fork();
+    if (child == 0) {
+        attach_region(NULL, other_bounds, 2, 4);
+        if (fork() == 0) { /* the worker: lives until the test closes the pipe */
+            char c;
+            close(worker_pipe[1]);
+            ssize_t ignored = read(worker_pipe[0], &c, 1);
+            (void)ignored;
+            _exit(0);
+        }
+        exit(0);
+    }
+    close(worker_pipe[0]);
+    waitpid(child, &status, 0);
+    region_file_at(&f, NULL, child);
+    CHECK(exists(f.path));
+    struct region_file copy = f;
+    CHECK(!region_file_remove_if_unused(&copy)); /* the worker holds it */
+    close(worker_pipe[1]);
+    for (int i = 0; i < 100 && !region_file_remove_if_unused(&copy); i++)
+        usleep(10000);
+    CHECK(!exists(f.path));
 }
 
 /* Leftovers of killed processes are kept, the newest eight of them (these
