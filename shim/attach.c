@@ -245,9 +245,12 @@ static int find_page_server(const struct region_file *f, void *ctx)
     struct page_search *s = ctx;
     int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     struct grpcprom_header h;
+    struct stat st;
     if (fd < 0)
         return 0;
-    if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.page_pid > 0 &&
+    /* only this user's regions: another user's header could name anyone */
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+        pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.page_pid > 0 &&
         h.page_pid != getpid() && process_alive(h.page_pid) &&
         strncmp(h.page_listen, s->listen, sizeof(h.page_listen)) == 0) {
         s->pid = h.page_pid;

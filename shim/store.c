@@ -148,6 +148,8 @@ static struct grpcprom_method *lookup(struct grpcprom_header *h, const char *pat
                 return mine;
             }
         }
+        if (v > h->method_capacity) /* a damaged region: nothing there is trusted */
+            return NULL;
         if (slot_is(&slots[v - 1], hash, path, len))
             return &slots[v - 1];
     }
