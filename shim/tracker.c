@@ -385,6 +385,17 @@ void tracker_batch_done(struct call_record *rec, unsigned ops, bool success)
     }
     if ((ops & BATCH_SEND_MESSAGE) && !(ops & BATCH_SEND_STATUS) && success)
         count_sent(rec);
+    /* The close first: a batch that holds it completes with success even
+     * when the status in it never reached the client (gRPC clears the
+     * batch's error for RECV_CLOSE_ON_SERVER), and then only `cancelled`
+     * tells. Ruby sends its status in one batch with the close. */
+    if (ops & BATCH_RECV_CLOSE) {
+        int *cancelled = atomic_exchange(&rec->pending_close, NULL);
+        if (cancelled && success && *cancelled) {
+            int64_t now = tracker_now_ns();
+            settle(rec, cancel_code(rec, now), now, false);
+        }
+    }
     if ((ops & BATCH_SEND_STATUS) &&
         atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
         int64_t now = tracker_now_ns();
@@ -393,12 +404,5 @@ void tracker_batch_done(struct call_record *rec, unsigned ops, bool success)
                    atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
         else
             settle(rec, cancel_code(rec, now), now, false);
-    }
-    if (ops & BATCH_RECV_CLOSE) {
-        int *cancelled = atomic_exchange(&rec->pending_close, NULL);
-        if (cancelled && success && *cancelled) {
-            int64_t now = tracker_now_ns();
-            settle(rec, cancel_code(rec, now), now, false);
-        }
     }
 }

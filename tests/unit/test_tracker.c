@@ -179,6 +179,28 @@ static void test_unary(void)
     CHECK_INT(total(unary).msg_sent, sent);
     CHECK_INT(total(unary).handled[4], 1 + 5);
     CHECK_STR(grpcprom_type_label(unary->type_bits), "unary");
+
+    /* Ruby's way: the status in one batch with the close. gRPC completes
+     * such a batch with success even when the client was gone; the close's
+     * `cancelled` says it was: Canceled, no reply counted. */
+    uint64_t ok = total(unary).handled[0], canceled = total(unary).handled[1];
+    sent = total(unary).msg_sent;
+    struct batch_ops last = status_op(0, true);
+    last.ops |= BATCH_RECV_CLOSE;
+    last.cancelled = &cancelled;
+    start_call(9, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
+    run_batch(9, last, true);
+    destroy(9);
+    CHECK_INT(total(unary).handled[1], canceled + 1);
+    CHECK_INT(total(unary).handled[0], ok);
+    CHECK_INT(total(unary).msg_sent, sent);
+    /* and when the client got it, it is the server's status */
+    last.cancelled = &not_cancelled;
+    start_call(9, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
+    run_batch(9, last, true);
+    destroy(9);
+    CHECK_INT(total(unary).handled[0], ok + 1);
+    CHECK_INT(total(unary).msg_sent, sent + 1);
     CHECK_INT(handled_total(unary), total(unary).started);
 }
 
