@@ -452,8 +452,9 @@ void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
             /* A request failed at shutdown carries an error and no call. */
             if (ok && atomic_load_explicit(&layout, memory_order_acquire) != NULL)
                 request_done(known, done_arg, tag, storage);
-        } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && ops &&
+        } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && (ops || !ok) &&
                    (rec = layout_call_record(known, call, tracker_call_destroyed)) != NULL) {
+            /* a failed batch of any kind ends the call (tracker_batch_done) */
             tracker_batch_done(rec, ops, ok);
         }
     }

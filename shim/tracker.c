@@ -396,13 +396,16 @@ void tracker_batch_done(struct call_record *rec, unsigned ops, bool success)
             settle(rec, cancel_code(rec, now), now, false);
         }
     }
-    if ((ops & BATCH_SEND_STATUS) &&
-        atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
+    if (!success) {
+        /* gRPC cancels a call one of whose batches failed (FinishBatch,
+         * ReceivingStreamReady): no status of the server's reaches the
+         * client after it. A Ruby handler whose stream the client left
+         * stops at its failed send and never sends a status at all. */
         int64_t now = tracker_now_ns();
-        if (success)
-            settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
-                   atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
-        else
-            settle(rec, cancel_code(rec, now), now, false);
+        settle(rec, cancel_code(rec, now), now, false);
+    } else if ((ops & BATCH_SEND_STATUS) &&
+               atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
+        settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
+               atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
     }
 }

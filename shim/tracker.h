@@ -61,7 +61,8 @@ struct call_record *tracker_call_started(const struct call_start *start);
 unsigned tracker_batch_submit(struct call_record *rec, const struct batch_ops *ops);
 /* After it, when gRPC refused the batch: forgets what was noted. */
 void tracker_batch_refused(struct call_record *rec, unsigned noted);
-/* A batch that did `ops` (batch_op_bits) is about to complete. */
+/* A batch that did `ops` (batch_op_bits, maybe none of them) is about to
+ * complete; one that failed ends the call as cancelled. */
 void tracker_batch_done(struct call_record *rec, unsigned ops, bool success);
 
 /* gRPC destroys the call: settles it if its status did not, and frees the

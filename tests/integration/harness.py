@@ -34,7 +34,7 @@ if SANITIZER_LOGS:
     os.environ["UBSAN_OPTIONS"] = ("halt_on_error=1:print_stacktrace=1:"
                                    "log_path=" + os.path.join(SANITIZER_LOGS, "ubsan"))
 SERVERS = {kind: os.path.join(BUILD, "tests", "servers", "echo_server_" + kind)
-           for kind in ("sync", "async", "callback", "c")}
+           for kind in ("sync", "async", "callback", "c", "ruby")}
 sys.path.insert(0, os.path.join(ROOT, "tests", "client"))
 import echo_client  # noqa: E402
 
@@ -194,18 +194,28 @@ def nonzero(series):
     return {k: v for k, v in series.items() if v}
 
 
-def wait_stable(port, settle=0.3, timeout=10.0):
+def in_flight(samples):
+    """Calls started and not yet handled, over every method."""
+    started = sum(v for (name, _), v in samples.items() if name == "grpc_server_started_total")
+    handled = sum(v for (name, _), v in samples.items() if name == "grpc_server_handled_total")
+    return started - handled
+
+
+def wait_stable(port, settle=0.3, timeout=10.0, idle=False):
     """Scrapes until two pages in a row agree (calls the client gave up on
-    may still be ending on the server); a page that never settles fails."""
+    may still be ending on the server), and with `idle` no call is in
+    flight (a Ruby handler never sees a cancel: it runs to its end); a page
+    that never settles fails."""
     deadline = time.time() + timeout
     last = parse_page(scrape(port))
     while time.time() < deadline:
         time.sleep(settle)
         now = parse_page(scrape(port))
-        if now == last:
+        if now == last and (not idle or in_flight(now) == 0):
             return now
         last = now
-    raise AssertionError("the page did not settle within %.0f s" % timeout)
+    raise AssertionError("the page did not settle within %.0f s%s"
+                         % (timeout, ", %d calls in flight" % in_flight(last) if idle else ""))
 
 
 def prometheus_up(metrics_port, job_extra="", timeout=40):

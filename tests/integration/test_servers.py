@@ -13,7 +13,7 @@ TYPES = {"Unary": "unary", "ServerStream": "server_stream", "ClientStream": "cli
          "Bidi": "bidi_stream"}
 
 
-@pytest.fixture(params=["sync", "async", "callback", "c"])
+@pytest.fixture(params=["sync", "async", "callback", "c", "ruby"])
 def server(request):
     s = Server(request.param)
     yield s
@@ -46,7 +46,7 @@ def test_registered_methods_are_zero_before_the_first_call(server):
 
 def test_page_equals_what_the_client_saw(server):
     result = echo_client.run_mix(server.target)
-    samples = wait_stable(server.metrics_port)
+    samples = wait_stable(server.metrics_port, idle=True)
     got = nonzero(echo_series(samples))
     want = expected_series(result)
     assert got == want, "\n".join(
@@ -56,7 +56,7 @@ def test_page_equals_what_the_client_saw(server):
 
 def test_histograms_are_cumulative_and_end_at_count(server):
     echo_client.run_mix(server.target)
-    samples = wait_stable(server.metrics_port)
+    samples = wait_stable(server.metrics_port, idle=True)
     by_series = {}
     for (name, labels), value in samples.items():
         lab = dict(labels)
@@ -81,7 +81,7 @@ def test_unknown_paths_add_no_series(server):
     echo_client.call_unknown_method(server.target, 20)
     # The server counts a status when its send completes, which can be just
     # after the client has it.
-    samples = wait_stable(server.metrics_port)
+    samples = wait_stable(server.metrics_port, idle=True)
     paths = {dict(labels).get("grpc_service") for (_, labels) in samples}
     assert "no.Such" not in paths
     methods = {dict(labels).get("grpc_method") for (_, labels) in samples}
@@ -101,11 +101,11 @@ def test_cancelled_calls_to_invented_paths_add_no_series(server):
                 future.result()
             except (grpc.RpcError, grpc.FutureCancelledError):
                 pass
-    samples = wait_stable(server.metrics_port)
+    samples = wait_stable(server.metrics_port, idle=True)
     assert not [k for k in samples if dict(k[1]).get("grpc_service") == "made.Up"]
 
 
-@pytest.mark.parametrize("server", ["sync", "async", "callback", "c"], indirect=True)
+@pytest.mark.parametrize("server", ["sync", "async", "callback", "c", "ruby"], indirect=True)
 def test_every_call_counted_once_under_load(server, tmp_path):
     """h2load drives many concurrent unary calls over several connections."""
     request = tmp_path / "req"
@@ -116,7 +116,7 @@ def test_every_call_counted_once_under_load(server, tmp_path):
                           "-d", str(request), "http://%s/grpcprom.test.Echo/Unary" % server.target],
                          capture_output=True, text=True, timeout=300)
     assert "%d succeeded" % n in run.stdout, run.stdout
-    series = echo_series(wait_stable(server.metrics_port))
+    series = echo_series(wait_stable(server.metrics_port, idle=True))
     for name in ("grpc_server_started_total", "grpc_server_msg_received_total",
                  "grpc_server_msg_sent_total", "grpc_server_handling_seconds_count"):
         assert series[(name, "unary", "Unary", "")] == n, name

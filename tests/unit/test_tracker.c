@@ -201,6 +201,18 @@ static void test_unary(void)
     destroy(9);
     CHECK_INT(total(unary).handled[0], ok + 1);
     CHECK_INT(total(unary).msg_sent, sent + 1);
+
+    /* A batch that failed, even one of no counted operation (initial
+     * metadata alone), ends the call: gRPC cancels it, and a Ruby handler
+     * gives up there without sending a status. */
+    canceled = total(unary).handled[1];
+    start_call(10, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
+    tracker_batch_done(calls[10], 0, false);
+    CHECK_INT(total(unary).handled[1], canceled + 1);
+    run_batch(10, status_op(0, true), true); /* too late: counted once */
+    destroy(10);
+    CHECK_INT(total(unary).handled[1], canceled + 1);
+    CHECK_INT(total(unary).handled[0], ok + 1);
     CHECK_INT(handled_total(unary), total(unary).started);
 }
 
