@@ -18,6 +18,7 @@
 #include "log.h"
 #include "options.h"
 #include "page.h"
+#include "protoset.h"
 #include "ptrmap.h"
 #include "store.h"
 #include "tracker.h"
@@ -108,6 +109,7 @@ static const char *lookup_env(const char *name)
 }
 
 static pthread_once_t server_once = PTHREAD_ONCE_INIT;
+static void declare_protoset_methods(void); /* with the other declarations, below */
 
 /* Runs when the process first shows it is a gRPC server: only then is there
  * a region, a table of calls, or (at start) a page. */
@@ -137,6 +139,7 @@ static void become_server(void)
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
         return;
     }
+    declare_protoset_methods();
     pthread_atfork(NULL, NULL, tracker_forget_calls);
     atomic_store_explicit(&followed, known, memory_order_release);
     atomic_store_explicit(&layout, known, memory_order_release);
@@ -198,10 +201,34 @@ static void forget_handles(grpc_server *server)
     }
 }
 
-static void declare_cxx_method(const char *path, int streams, void *ctx)
+/* A method whose type is declared (a C++ service's, a descriptor set's). */
+static void declare_typed_method(const char *path, int streams, void *ctx)
 {
     (void)ctx;
     declare_method(path, GRPCPROM_TYPE_EXACT | (uint32_t)streams);
+}
+
+/* A library of the shim's own, from the directory the shim was loaded
+ * from (found by name, as the shim was, when that cannot be told); its
+ * symbol `symbol`, or NULL with a line on stderr saying why. */
+static void *beside_shim(const char *library, const char *symbol, const char *without)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s", library);
+    Dl_info self;
+    if (dladdr((void *)beside_shim, &self) && self.dli_fname) {
+        const char *slash = strrchr(self.dli_fname, '/');
+        if (slash)
+            snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - self.dli_fname), self.dli_fname,
+                     library);
+    }
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *sym = lib ? dlsym(lib, symbol) : NULL;
+    if (sym == NULL) { /* dlerror() names the file */
+        const char *why = dlerror();
+        log_msg(LOG_WARN, "cannot load %s: %s; %s", library, why ? why : path, without);
+    }
+    return sym;
 }
 
 static cxx_service_methods_fn cxx_methods; /* NULL: types come from the calls */
@@ -212,21 +239,27 @@ static pthread_once_t cxx_once = PTHREAD_ONCE_INIT;
  * already, and every other process maps nothing but the shim and libc. */
 static void load_cxx_services(void)
 {
-    char path[PATH_MAX] = CXX_SERVICES_LIBRARY; /* the shim was found by name: so is this */
-    Dl_info self;
-    if (dladdr((void *)load_cxx_services, &self) && self.dli_fname) {
-        const char *slash = strrchr(self.dli_fname, '/');
-        if (slash)
-            snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - self.dli_fname), self.dli_fname,
-                     CXX_SERVICES_LIBRARY);
-    }
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (lib)
-        *(void **)&cxx_methods = dlsym(lib, CXX_SERVICES_SYMBOL);
-    if (cxx_methods == NULL) { /* dlerror() names the file */
-        const char *why = dlerror();
-        log_msg(LOG_WARN, "cannot read C++ services: %s; C++ methods get their types from their calls",
-                why ? why : path);
+    *(void **)&cxx_methods = beside_shim(CXX_SERVICES_LIBRARY, CXX_SERVICES_SYMBOL,
+                                         "C++ methods get their types from their calls");
+}
+
+/* Pre-initialises every method of the descriptor sets GRPCPROM_PROTOSET
+ * names, with its declared type; a file that cannot be read is said and
+ * skipped. */
+static void declare_protoset_methods(void)
+{
+    if (options.protoset[0] == '\0')
+        return;
+    protoset_methods_fn methods = (protoset_methods_fn)beside_shim(
+        PROTOSET_LIBRARY, PROTOSET_SYMBOL, "GRPCPROM_PROTOSET is not read");
+    char files[sizeof(options.protoset)];
+    snprintf(files, sizeof(files), "%s", options.protoset);
+    char *save = NULL;
+    for (char *file = strtok_r(files, ":", &save); methods && file; file = strtok_r(NULL, ":", &save)) {
+        char why[200];
+        if (methods(file, declare_typed_method, NULL, why, sizeof(why)) != 0)
+            log_msg(LOG_ERROR, "GRPCPROM_PROTOSET: %s: %s; its methods get their types from "
+                               "their calls", file, why);
     }
 }
 
@@ -289,7 +322,7 @@ void *cxx_builder_register_service(void *builder, void *service)
     if (real_builder_register_service == NULL) /* libgrpc++ was loaded after libgrpc */
         *(void **)&real_builder_register_service = find_symbol(CXX_REGISTER_SERVICE);
     if (service && server_active() && cxx_types_readable())
-        cxx_methods(service, declare_cxx_method, NULL);
+        cxx_methods(service, declare_typed_method, NULL);
     return real_builder_register_service(builder, service);
 }
 
@@ -302,7 +335,7 @@ void *cxx_builder_register_service_host(void *builder, const void *host, void *s
     if (real_builder_register_service_host == NULL)
         *(void **)&real_builder_register_service_host = find_symbol(CXX_REGISTER_SERVICE_HOST);
     if (service && server_active() && cxx_types_readable())
-        cxx_methods(service, declare_cxx_method, NULL);
+        cxx_methods(service, declare_typed_method, NULL);
     return real_builder_register_service_host(builder, host, service);
 }
 

@@ -164,6 +164,18 @@ static const char *parse_shm(const char *text, struct options *o)
     return NULL;
 }
 
+/* Absolute paths of descriptor sets, separated by ':', or "" for none. */
+static const char *parse_protoset(const char *text, struct options *o)
+{
+    if (strlen(text) >= sizeof(o->protoset))
+        return "too long (1023 bytes at most)";
+    for (const char *p = text; *p; p = strchr(p, ':') ? strchr(p, ':') + 1 : p + strlen(p))
+        if (*p != '/')
+            return "expected absolute paths of descriptor sets, separated by ':'";
+    snprintf(o->protoset, sizeof(o->protoset), "%s", text);
+    return NULL;
+}
+
 /* A bad value keeps the default, except where the default would open what
  * the value meant to close (`fails_closed`): then the page refuses everyone. */
 static const struct {
@@ -184,6 +196,7 @@ static const struct {
     {"GRPCPROM_TLS_CERT", "", parse_tls_cert, true},
     {"GRPCPROM_TLS_KEY", "", parse_tls_key, true},
     {"GRPCPROM_SHM", "", parse_shm, false},
+    {"GRPCPROM_PROTOSET", "", parse_protoset, false},
 };
 
 void options_page_access(const struct options *o, struct page_access *out)

@@ -23,6 +23,7 @@ struct options {
     char bearer_token_file[256];               /* GRPCPROM_BEARER_TOKEN_FILE, "" = none */
     char tls_cert_file[256];                   /* GRPCPROM_TLS_CERT, "" = plain HTTP */
     char tls_key_file[256];                    /* GRPCPROM_TLS_KEY */
+    char protoset[1024];                       /* GRPCPROM_PROTOSET: descriptor sets, ':'-separated */
     char shm[REGION_NAME_MAX + 1];             /* GRPCPROM_SHM: a shared region's name, "" = own */
     bool refuse_everyone;                      /* one of the five above was unusable */
 };

@@ -35,6 +35,8 @@ if SANITIZER_LOGS:
                                    "log_path=" + os.path.join(SANITIZER_LOGS, "ubsan"))
 SERVERS = {kind: os.path.join(BUILD, "tests", "servers", "echo_server_" + kind)
            for kind in ("sync", "async", "callback", "c", "ruby")}
+# The test proto's descriptor set, for GRPCPROM_PROTOSET.
+PROTOSET = os.path.join(BUILD, "tests", "servers", "echo.protoset")
 sys.path.insert(0, os.path.join(ROOT, "tests", "client"))
 import echo_client  # noqa: E402
 

@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from harness import echo_client, Server, echo_series, expected_series, nonzero, parse_page, scrape, wait_stable
+from harness import (PROTOSET, echo_client, Server, echo_series, expected_series, nonzero, parse_page,
+                     scrape, wait_stable)
 
 CODES = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
          "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
@@ -121,3 +122,29 @@ def test_every_call_counted_once_under_load(server, tmp_path):
                  "grpc_server_msg_sent_total", "grpc_server_handling_seconds_count"):
         assert series[(name, "unary", "Unary", "")] == n, name
     assert series[("grpc_server_handled_total", "unary", "Unary", "OK")] == n
+
+
+@pytest.mark.parametrize("kind", ["ruby", "c"])
+def test_a_descriptor_set_declares_every_method_and_a_bad_one_is_said(kind, tmp_path):
+    """Ruby registers no method and the C server's Bidi is unregistered:
+    with the proto's descriptor set every method is there from the start,
+    typed as declared. Files that are no descriptor set are said in one
+    line each, and counting goes on."""
+    garbage = tmp_path / "garbage.protoset"
+    garbage.write_bytes(b"\xff" * 40)
+    s = Server(kind, env={"GRPCPROM_PROTOSET": "%s:/nonexistent.protoset:%s" % (PROTOSET, garbage)})
+    try:
+        series = echo_series(parse_page(scrape(s.metrics_port)))
+        for method, gtype in TYPES.items():
+            for code in CODES:
+                assert series.get(("grpc_server_handled_total", gtype, method, code)) == 0, (method, code)
+        assert not nonzero(series)
+        result = echo_client.run_mix(s.target)
+        assert nonzero(echo_series(wait_stable(s.metrics_port, idle=True))) == expected_series(result)
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
+    lines = [l for l in err.splitlines() if l.startswith("grpcprom:")]
+    assert len(lines) == 2, err
+    assert "GRPCPROM_PROTOSET: /nonexistent.protoset: No such file or directory" in lines[0]
+    assert "%s: not a descriptor set" % garbage in lines[1]

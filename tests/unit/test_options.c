@@ -121,6 +121,15 @@ int main(void)
         load_with(&o, "GRPCPROM_SHM", bad_names[i]);
         CHECK_STR(o.shm, "");
     }
+    /* Descriptor sets: absolute paths, ':'-separated. */
+    load_with(&o, "GRPCPROM_PROTOSET", "/a/b.protoset:/c.pb");
+    CHECK_STR(o.protoset, "/a/b.protoset:/c.pb");
+    const char *bad_sets[] = {"b.protoset", "/a.pb:c.pb", "/a.pb::/b.pb", ":/a.pb"};
+    for (size_t i = 0; i < sizeof(bad_sets) / sizeof(bad_sets[0]); i++) {
+        load_with(&o, "GRPCPROM_PROTOSET", bad_sets[i]);
+        CHECK_STR(o.protoset, "");
+    }
+
     /* A command checks a value the same way, and says what is wrong. */
     CHECK(options_check("GRPCPROM_SHM", "orders") == NULL);
     CHECK_STR(options_check("GRPCPROM_LISTEN", "nowhere"),
