@@ -21,6 +21,7 @@
 #include "protoset.h"
 #include "ptrmap.h"
 #include "store.h"
+#include "surface.h"
 #include "tracker.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -38,6 +39,22 @@ static void (*real_set_completion_queue)(grpc_call *, grpc_completion_queue *);
 static void (*real_cq_end_op)(grpc_completion_queue *, void *, void *,
                               void (*)(void *, void *), void *, void *, bool);
 static const char *(*real_version_string)(void);
+static grpc_call_error (*real_request_call)(grpc_server *, grpc_call **, grpc_call_details *,
+                                            grpc_metadata_array *, grpc_completion_queue *,
+                                            grpc_completion_queue *, void *);
+static grpc_call_error (*real_request_registered_call)(grpc_server *, void *, grpc_call **,
+                                                       gpr_timespec *, grpc_metadata_array *,
+                                                       grpc_byte_buffer **, grpc_completion_queue *,
+                                                       grpc_completion_queue *, void *);
+static grpc_event (*real_cq_next)(grpc_completion_queue *, gpr_timespec, void *);
+static grpc_event (*real_cq_pluck)(grpc_completion_queue *, void *, gpr_timespec, void *);
+static grpc_completion_queue *(*real_cq_create)(const grpc_completion_queue_factory *,
+                                                const grpc_completion_queue_attributes *, void *);
+static grpc_completion_queue *(*real_cq_create_for_callback)(grpc_completion_queue_functor *,
+                                                             void *);
+static void (*real_cq_destroy)(grpc_completion_queue *);
+static void (*real_call_ref)(grpc_call *);
+static void (*real_call_unref)(grpc_call *);
 
 static struct options options;
 static struct grpcprom_header *region;
@@ -49,6 +66,9 @@ static struct ptrmap registered;            /* registered-method handle -> slot 
  * that they still end with their own status. */
 static const struct libgrpc_layout *_Atomic layout;
 static const struct libgrpc_layout *_Atomic followed;
+/* Counting through the public API alone (surface.c): set instead of the two
+ * above when the build is unknown or GRPCPROM_INTERNALS=0. */
+static atomic_bool surface_mode;
 static int64_t gpr_monotonic_offset_ns;     /* tracker_now_ns() - gpr_now(GPR_CLOCK_MONOTONIC) */
 static atomic_bool page_started;
 
@@ -93,6 +113,15 @@ static void resolve_all(void)
     *(void **)&real_set_completion_queue = find_symbol(LAYOUT_SET_CQ_SYMBOL);
     *(void **)&real_cq_end_op = find_symbol(LAYOUT_END_OP_SYMBOL);
     *(void **)&real_version_string = find_symbol("grpc_version_string");
+    *(void **)&real_request_call = find_symbol("grpc_server_request_call");
+    *(void **)&real_request_registered_call = find_symbol("grpc_server_request_registered_call");
+    *(void **)&real_cq_next = find_symbol("grpc_completion_queue_next");
+    *(void **)&real_cq_pluck = find_symbol("grpc_completion_queue_pluck");
+    *(void **)&real_cq_create = find_symbol("grpc_completion_queue_create");
+    *(void **)&real_cq_create_for_callback = find_symbol("grpc_completion_queue_create_for_callback");
+    *(void **)&real_cq_destroy = find_symbol("grpc_completion_queue_destroy");
+    *(void **)&real_call_ref = find_symbol("grpc_call_ref");
+    *(void **)&real_call_unref = find_symbol("grpc_call_unref");
     atomic_store_explicit(&resolved, true, memory_order_release);
 }
 
@@ -123,11 +152,13 @@ static void become_server(void)
     }
     const char *version = real_version_string ? real_version_string() : "unknown";
     const struct libgrpc_layout *known = NULL;
-    if (real_set_completion_queue && real_cq_end_op && real_gpr_now)
+    if (options.internals && real_set_completion_queue && real_cq_end_op)
         known = layout_find(version, find_symbol);
-    if (known == NULL) {
-        log_msg(LOG_WARN, "libgrpc core %s is not a build grpcprom knows: passing every call "
-                          "through, no page", version);
+    if (known == NULL && (real_gpr_now == NULL || real_request_call == NULL ||
+                          real_request_registered_call == NULL || real_cq_next == NULL ||
+                          real_cq_pluck == NULL || real_call_ref == NULL || real_call_unref == NULL)) {
+        log_msg(LOG_WARN, "libgrpc core %s lacks functions of the C API grpcprom follows: passing "
+                          "every call through, no page", version);
         return;
     }
     gpr_timespec gpr_mono = real_gpr_now(GPR_CLOCK_MONOTONIC);
@@ -135,12 +166,24 @@ static void become_server(void)
         tracker_now_ns() - (gpr_mono.tv_sec * 1000000000 + gpr_mono.tv_nsec);
     region = attach_region(options.shm, options.buckets, options.bucket_count, options.max_methods);
     if (region == NULL || tracker_init(region, options.max_calls) != 0 ||
-        ptrmap_init(&registered, options.max_methods, sizeof(struct registered_method)) != 0) {
+        ptrmap_init(&registered, options.max_methods, sizeof(struct registered_method)) != 0 ||
+        (known == NULL && surface_init(options.max_calls) != 0)) {
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
         return;
     }
     declare_protoset_methods();
     pthread_atfork(NULL, NULL, tracker_forget_calls);
+    if (known == NULL) {
+        log_msg(options.internals ? LOG_WARN : LOG_INFO,
+                "%s: counting through gRPC's public C API, which shows every call of C, C++ "
+                "synchronous and asynchronous, and Ruby servers; calls answered through callback "
+                "completion queues (the C++ callback API) are counted only in "
+                "grpcprom_calls_untracked_total",
+                options.internals ? "this libgrpc core is not a build grpcprom knows"
+                                  : "GRPCPROM_INTERNALS=0");
+        atomic_store_explicit(&surface_mode, true, memory_order_release);
+        return;
+    }
     atomic_store_explicit(&followed, known, memory_order_release);
     atomic_store_explicit(&layout, known, memory_order_release);
 }
@@ -152,10 +195,16 @@ static inline const struct libgrpc_layout *following(void)
     return atomic_load_explicit(&followed, memory_order_acquire);
 }
 
+/* True in the public-API mode, once its tables exist. */
+static inline bool surfacing(void)
+{
+    return atomic_load_explicit(&surface_mode, memory_order_acquire);
+}
+
 static bool server_active(void)
 {
     pthread_once(&server_once, become_server);
-    return following() != NULL;
+    return following() != NULL || surfacing();
 }
 
 /* Declares a method's slot, pre-initialised as go-grpc-prometheus does; a
@@ -286,7 +335,7 @@ EXPORT void *grpc_server_register_method(grpc_server *server, const char *method
 EXPORT void grpc_server_destroy(grpc_server *server)
 {
     resolve();
-    if (following() != NULL)
+    if (following() != NULL || surfacing())
         forget_handles(server);
     real_server_destroy(server);
 }
@@ -368,10 +417,53 @@ static bool decode_batch(const grpc_op *ops, size_t nops, struct batch_ops *out)
     return (out->ops & ~BATCH_SEND_MESSAGE) != 0;
 }
 
+/* A server call the public-API mode could not follow starts its batches
+ * all the same, and the one with RECV_CLOSE_ON_SERVER (one per call, which
+ * every server style sends) counts it, once: untracked, said once. */
+static void unseen_server_call(const grpc_op *ops, size_t nops)
+{
+    static atomic_bool warned;
+    for (size_t i = 0; i < nops; i++) {
+        if (ops[i].op != GRPC_OP_RECV_CLOSE_ON_SERVER)
+            continue;
+        store_add(&region->calls_untracked, 1);
+        if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
+            log_msg(LOG_WARN, "a server call was answered without its request passing through "
+                              "grpc_completion_queue_next or _pluck (a callback completion queue): "
+                              "such calls are counted only in grpcprom_calls_untracked_total");
+    }
+}
+
+/* grpc_call_start_batch in the public-API mode: every batch of a followed
+ * call is noted by its tag, for its event to find. */
+static grpc_call_error surface_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
+                                           void *tag, void *reserved)
+{
+    uint64_t serial;
+    struct call_record *rec = surface_record(call, &serial);
+    if (rec == NULL) {
+        unseen_server_call(ops, nops);
+        return real_start_batch(call, ops, nops, tag, reserved);
+    }
+    struct batch_ops decoded;
+    unsigned noted = decode_batch(ops, nops, &decoded) ? tracker_batch_submit(rec, &decoded) : 0;
+    bool batch_noted = surface_note_batch(tag, call, serial, decoded.ops);
+    grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
+    if (err != GRPC_CALL_OK) {
+        if (noted)
+            tracker_batch_refused(rec, noted);
+        if (batch_noted)
+            surface_forget_batch(tag);
+    }
+    return err;
+}
+
 EXPORT grpc_call_error grpc_call_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
                                              void *tag, void *reserved)
 {
     resolve();
+    if (surfacing())
+        return surface_start_batch(call, ops, nops, tag, reserved);
     const struct libgrpc_layout *known = following();
     struct call_record *rec;
     struct batch_ops decoded;
@@ -492,4 +584,125 @@ void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
         }
     }
     real_cq_end_op(cq, tag, status, done, done_arg, storage, internal);
+}
+
+/* ---- the public-API mode (surface.c): requests, events, references */
+
+EXPORT grpc_call_error grpc_server_request_call(grpc_server *server, grpc_call **call,
+                                                grpc_call_details *details,
+                                                grpc_metadata_array *metadata,
+                                                grpc_completion_queue *cq_bound,
+                                                grpc_completion_queue *cq_notify, void *tag)
+{
+    resolve();
+    bool noted = false;
+    if (surfacing() && call && details && !surface_is_callback_queue(cq_notify))
+        noted = surface_note_request(tag, &(struct surface_request){.call = call, .details = details});
+    grpc_call_error err = real_request_call(server, call, details, metadata, cq_bound, cq_notify, tag);
+    if (err != GRPC_CALL_OK && noted)
+        surface_forget_request(tag);
+    return err;
+}
+
+EXPORT grpc_call_error grpc_server_request_registered_call(
+    grpc_server *server, void *method, grpc_call **call, gpr_timespec *deadline,
+    grpc_metadata_array *metadata, grpc_byte_buffer **payload, grpc_completion_queue *cq_bound,
+    grpc_completion_queue *cq_notify, void *tag)
+{
+    resolve();
+    bool noted = false;
+    if (surfacing() && call && method && !surface_is_callback_queue(cq_notify))
+        noted = surface_note_request(tag, &(struct surface_request){.call = call,
+                                                                    .registered_method = method,
+                                                                    .deadline = deadline,
+                                                                    .payload = payload});
+    grpc_call_error err = real_request_registered_call(server, method, call, deadline, metadata,
+                                                       payload, cq_bound, cq_notify, tag);
+    if (err != GRPC_CALL_OK && noted)
+        surface_forget_request(tag);
+    return err;
+}
+
+/* An event the application is about to get: a requested call published,
+ * or a batch of a followed call done. */
+static void surface_event(grpc_event ev)
+{
+    struct published_call p;
+    unsigned ops;
+    struct call_record *rec;
+    if (surface_take_request(ev.tag, &p)) {
+        if (ev.success && p.call && (rec = call_published(&p)) != NULL)
+            surface_follow(p.call, rec);
+    } else if ((rec = surface_take_batch(ev.tag, &ops)) != NULL) {
+        tracker_batch_done(rec, ops, ev.success);
+    }
+}
+
+EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_timespec deadline,
+                                             void *reserved)
+{
+    resolve();
+    grpc_event ev = real_cq_next(cq, deadline, reserved);
+    if (ev.type == GRPC_OP_COMPLETE && surfacing())
+        surface_event(ev);
+    return ev;
+}
+
+EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *tag,
+                                              gpr_timespec deadline, void *reserved)
+{
+    resolve();
+    grpc_event ev = real_cq_pluck(cq, tag, deadline, reserved);
+    if (ev.type == GRPC_OP_COMPLETE && surfacing())
+        surface_event(ev);
+    return ev;
+}
+
+EXPORT grpc_completion_queue *grpc_completion_queue_create(
+    const grpc_completion_queue_factory *factory, const grpc_completion_queue_attributes *attributes,
+    void *reserved)
+{
+    resolve();
+    grpc_completion_queue *cq = real_cq_create(factory, attributes, reserved);
+    if (cq && attributes && attributes->cq_completion_type == GRPC_CQ_CALLBACK && surfacing())
+        surface_callback_queue(cq, true);
+    return cq;
+}
+
+EXPORT grpc_completion_queue *grpc_completion_queue_create_for_callback(
+    grpc_completion_queue_functor *functor, void *reserved)
+{
+    resolve();
+    grpc_completion_queue *cq = real_cq_create_for_callback(functor, reserved);
+    if (cq && surfacing())
+        surface_callback_queue(cq, true);
+    return cq;
+}
+
+EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
+{
+    resolve();
+    if (surfacing())
+        surface_callback_queue(cq, false);
+    real_cq_destroy(cq);
+}
+
+EXPORT void grpc_call_ref(grpc_call *call)
+{
+    resolve();
+    if (surfacing())
+        surface_ref(call);
+    real_call_ref(call);
+}
+
+/* The application's last reference ends the call for the public-API mode,
+ * as gRPC destroying it does for the other: settled with its status if it
+ * sent one, else as cancelled. */
+EXPORT void grpc_call_unref(grpc_call *call)
+{
+    resolve();
+    struct call_record *rec;
+    if (surfacing() && (rec = surface_unref(call)) != NULL)
+        tracker_call_destroyed(rec);
+    real_call_unref(call);
 }

@@ -29,6 +29,11 @@ static const char *parse_disable(const char *text, struct options *o)
     return parse_bool(text, &o->disable);
 }
 
+static const char *parse_internals(const char *text, struct options *o)
+{
+    return parse_bool(text, &o->internals);
+}
+
 /* "none", "PORT" or "IPv4:PORT": the page listens on IPv4 and takes no names. */
 static const char *parse_listen(const char *text, struct options *o)
 {
@@ -197,6 +202,7 @@ static const struct {
     {"GRPCPROM_TLS_KEY", "", parse_tls_key, true},
     {"GRPCPROM_SHM", "", parse_shm, false},
     {"GRPCPROM_PROTOSET", "", parse_protoset, false},
+    {"GRPCPROM_INTERNALS", "1", parse_internals, false},
 };
 
 void options_page_access(const struct options *o, struct page_access *out)

@@ -12,6 +12,7 @@
 
 struct options {
     bool disable;                              /* GRPCPROM_DISABLE: pure pass-through */
+    bool internals;                            /* GRPCPROM_INTERNALS: read libgrpc's memory */
     char listen[64];                           /* GRPCPROM_LISTEN: "ip:port", "" = no page */
     double buckets[GRPCPROM_MAX_BUCKETS];      /* GRPCPROM_BUCKETS, seconds, increasing */
     unsigned bucket_count;
