@@ -99,7 +99,7 @@ def test_without_the_service_reader_a_cxx_server_says_so_once_and_runs_on(tmp_pa
         code, err = s.stop()
     assert code == 0
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("grpcprom: cannot read C++ services: %s/libgrpcprom-cxx.so: " % tmp_path), err
+    assert err.startswith("grpcprom: cannot load libgrpcprom-cxx.so: %s/libgrpcprom-cxx.so: " % tmp_path), err
 
 
 def proc_status(pid, fields=("SigBlk", "SigIgn", "SigCgt")):
