@@ -125,11 +125,16 @@ static void resolve_all(void)
     atomic_store_explicit(&resolved, true, memory_order_release);
 }
 
+static __attribute__((noinline, cold)) void resolve_first(void)
+{
+    pthread_once(&resolve_once, resolve_all);
+}
+
 /* Every hook calls this first: after the first time, one load. */
 static inline void resolve(void)
 {
     if (__builtin_expect(!atomic_load_explicit(&resolved, memory_order_acquire), 0))
-        pthread_once(&resolve_once, resolve_all);
+        resolve_first();
 }
 
 static const char *lookup_env(const char *name)
@@ -435,8 +440,9 @@ static void unseen_server_call(const grpc_op *ops, size_t nops)
 }
 
 /* grpc_call_start_batch in the public-API mode: every batch of a followed
- * call is noted by its tag, for its event to find. */
-static grpc_call_error surface_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
+ * call is noted by its tag, for its event to find. Out of line: the other
+ * mode's path then saves and restores no more than it needs. */
+static __attribute__((noinline)) grpc_call_error surface_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
                                            void *tag, void *reserved)
 {
     uint64_t serial;
@@ -458,11 +464,15 @@ static grpc_call_error surface_start_batch(grpc_call *call, const grpc_op *ops, 
     return err;
 }
 
-EXPORT grpc_call_error grpc_call_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
-                                             void *tag, void *reserved)
+/* Flattened, as the completion hook is: the tracker's code is inlined here
+ * although the public-API mode calls it too. */
+EXPORT __attribute__((flatten)) grpc_call_error grpc_call_start_batch(grpc_call *call,
+                                                                      const grpc_op *ops,
+                                                                      size_t nops, void *tag,
+                                                                      void *reserved)
 {
     resolve();
-    if (surfacing())
+    if (__builtin_expect(surfacing(), 0))
         return surface_start_batch(call, ops, nops, tag, reserved);
     const struct libgrpc_layout *known = following();
     struct call_record *rec;
@@ -563,7 +573,7 @@ static __attribute__((noinline)) void request_done(const struct libgrpc_layout *
 EXPORT void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
                            void (*done)(void *, void *), void *done_arg, void *storage,
                            bool internal) __asm__(LAYOUT_END_OP_SYMBOL);
-void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
+__attribute__((flatten)) void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
                     void (*done)(void *, void *), void *done_arg, void *storage, bool internal)
 {
     resolve();
@@ -588,34 +598,30 @@ void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
 
 /* ---- the public-API mode (surface.c): requests, events, references */
 
-EXPORT grpc_call_error grpc_server_request_call(grpc_server *server, grpc_call **call,
-                                                grpc_call_details *details,
-                                                grpc_metadata_array *metadata,
-                                                grpc_completion_queue *cq_bound,
-                                                grpc_completion_queue *cq_notify, void *tag)
+/* The requests of the public-API mode: noted before gRPC can complete
+ * them (on another thread, before the request returns). */
+static __attribute__((noinline)) grpc_call_error surface_request_call(
+    grpc_server *server, grpc_call **call, grpc_call_details *details, grpc_metadata_array *metadata,
+    grpc_completion_queue *cq_bound, grpc_completion_queue *cq_notify, void *tag)
 {
-    resolve();
-    bool noted = false;
-    if (surfacing() && call && details && !surface_is_callback_queue(cq_notify))
-        noted = surface_note_request(tag, &(struct surface_request){.call = call, .details = details});
+    bool noted = call && details && !surface_is_callback_queue(cq_notify) &&
+                 surface_note_request(tag, &(struct surface_request){.call = call, .details = details});
     grpc_call_error err = real_request_call(server, call, details, metadata, cq_bound, cq_notify, tag);
     if (err != GRPC_CALL_OK && noted)
         surface_forget_request(tag);
     return err;
 }
 
-EXPORT grpc_call_error grpc_server_request_registered_call(
+static __attribute__((noinline)) grpc_call_error surface_request_registered_call(
     grpc_server *server, void *method, grpc_call **call, gpr_timespec *deadline,
     grpc_metadata_array *metadata, grpc_byte_buffer **payload, grpc_completion_queue *cq_bound,
     grpc_completion_queue *cq_notify, void *tag)
 {
-    resolve();
-    bool noted = false;
-    if (surfacing() && call && method && !surface_is_callback_queue(cq_notify))
-        noted = surface_note_request(tag, &(struct surface_request){.call = call,
-                                                                    .registered_method = method,
-                                                                    .deadline = deadline,
-                                                                    .payload = payload});
+    bool noted = call && method && !surface_is_callback_queue(cq_notify) &&
+                 surface_note_request(tag, &(struct surface_request){.call = call,
+                                                                     .registered_method = method,
+                                                                     .deadline = deadline,
+                                                                     .payload = payload});
     grpc_call_error err = real_request_registered_call(server, method, call, deadline, metadata,
                                                        payload, cq_bound, cq_notify, tag);
     if (err != GRPC_CALL_OK && noted)
@@ -623,9 +629,34 @@ EXPORT grpc_call_error grpc_server_request_registered_call(
     return err;
 }
 
+EXPORT grpc_call_error grpc_server_request_call(grpc_server *server, grpc_call **call,
+                                                grpc_call_details *details,
+                                                grpc_metadata_array *metadata,
+                                                grpc_completion_queue *cq_bound,
+                                                grpc_completion_queue *cq_notify, void *tag)
+{
+    if (__builtin_expect(surfacing(), 0))
+        return surface_request_call(server, call, details, metadata, cq_bound, cq_notify, tag);
+    resolve();
+    return real_request_call(server, call, details, metadata, cq_bound, cq_notify, tag);
+}
+
+EXPORT grpc_call_error grpc_server_request_registered_call(
+    grpc_server *server, void *method, grpc_call **call, gpr_timespec *deadline,
+    grpc_metadata_array *metadata, grpc_byte_buffer **payload, grpc_completion_queue *cq_bound,
+    grpc_completion_queue *cq_notify, void *tag)
+{
+    if (__builtin_expect(surfacing(), 0))
+        return surface_request_registered_call(server, method, call, deadline, metadata, payload,
+                                               cq_bound, cq_notify, tag);
+    resolve();
+    return real_request_registered_call(server, method, call, deadline, metadata, payload,
+                                        cq_bound, cq_notify, tag);
+}
+
 /* An event the application is about to get: a requested call published,
  * or a batch of a followed call done. */
-static void surface_event(grpc_event ev)
+static __attribute__((noinline)) void surface_event(grpc_event ev)
 {
     struct published_call p;
     unsigned ops;
@@ -638,24 +669,45 @@ static void surface_event(grpc_event ev)
     }
 }
 
+/* next and pluck in the public-API mode: the event is seen before the
+ * application gets it. Out of line, so that the other mode's hooks are a
+ * check and a jump. */
+static __attribute__((noinline)) grpc_event surface_next(grpc_completion_queue *cq,
+                                                         gpr_timespec deadline, void *reserved)
+{
+    grpc_event ev = real_cq_next(cq, deadline, reserved);
+    if (ev.type == GRPC_OP_COMPLETE)
+        surface_event(ev);
+    return ev;
+}
+
+static __attribute__((noinline)) grpc_event surface_pluck(grpc_completion_queue *cq, void *tag,
+                                                          gpr_timespec deadline, void *reserved)
+{
+    grpc_event ev = real_cq_pluck(cq, tag, deadline, reserved);
+    if (ev.type == GRPC_OP_COMPLETE)
+        surface_event(ev);
+    return ev;
+}
+
+/* The public-API mode is set only after everything is resolved: the
+ * public path needs no resolve() of its own. */
 EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_timespec deadline,
                                              void *reserved)
 {
+    if (__builtin_expect(surfacing(), 0))
+        return surface_next(cq, deadline, reserved);
     resolve();
-    grpc_event ev = real_cq_next(cq, deadline, reserved);
-    if (ev.type == GRPC_OP_COMPLETE && surfacing())
-        surface_event(ev);
-    return ev;
+    return real_cq_next(cq, deadline, reserved);
 }
 
 EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *tag,
                                               gpr_timespec deadline, void *reserved)
 {
+    if (__builtin_expect(surfacing(), 0))
+        return surface_pluck(cq, tag, deadline, reserved);
     resolve();
-    grpc_event ev = real_cq_pluck(cq, tag, deadline, reserved);
-    if (ev.type == GRPC_OP_COMPLETE && surfacing())
-        surface_event(ev);
-    return ev;
+    return real_cq_pluck(cq, tag, deadline, reserved);
 }
 
 EXPORT grpc_completion_queue *grpc_completion_queue_create(
@@ -679,30 +731,55 @@ EXPORT grpc_completion_queue *grpc_completion_queue_create_for_callback(
     return cq;
 }
 
+static __attribute__((noinline)) void surface_cq_destroy(grpc_completion_queue *cq)
+{
+    surface_callback_queue(cq, false);
+    real_cq_destroy(cq);
+}
+
 EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
 {
+    if (__builtin_expect(surfacing(), 0)) {
+        surface_cq_destroy(cq);
+        return;
+    }
     resolve();
-    if (surfacing())
-        surface_callback_queue(cq, false);
     real_cq_destroy(cq);
+}
+
+static __attribute__((noinline)) void surface_call_ref(grpc_call *call)
+{
+    surface_ref(call);
+    real_call_ref(call);
 }
 
 EXPORT void grpc_call_ref(grpc_call *call)
 {
+    if (__builtin_expect(surfacing(), 0)) {
+        surface_call_ref(call);
+        return;
+    }
     resolve();
-    if (surfacing())
-        surface_ref(call);
     real_call_ref(call);
 }
 
 /* The application's last reference ends the call for the public-API mode,
  * as gRPC destroying it does for the other: settled with its status if it
  * sent one, else as cancelled. */
+static __attribute__((noinline)) void surface_call_unref(grpc_call *call)
+{
+    struct call_record *rec = surface_unref(call);
+    if (rec != NULL)
+        tracker_call_destroyed(rec);
+    real_call_unref(call);
+}
+
 EXPORT void grpc_call_unref(grpc_call *call)
 {
+    if (__builtin_expect(surfacing(), 0)) {
+        surface_call_unref(call);
+        return;
+    }
     resolve();
-    struct call_record *rec;
-    if (surfacing() && (rec = surface_unref(call)) != NULL)
-        tracker_call_destroyed(rec);
     real_call_unref(call);
 }
