@@ -53,6 +53,7 @@ static grpc_completion_queue *(*real_cq_create)(const grpc_completion_queue_fact
 static grpc_completion_queue *(*real_cq_create_for_callback)(grpc_completion_queue_functor *,
                                                              void *);
 static void (*real_cq_destroy)(grpc_completion_queue *);
+static int (*real_cq_cache_flush)(grpc_completion_queue *, void **, int *);
 static void (*real_call_ref)(grpc_call *);
 static void (*real_call_unref)(grpc_call *);
 
@@ -120,6 +121,7 @@ static void resolve_all(void)
     *(void **)&real_cq_create = find_symbol("grpc_completion_queue_create");
     *(void **)&real_cq_create_for_callback = find_symbol("grpc_completion_queue_create_for_callback");
     *(void **)&real_cq_destroy = find_symbol("grpc_completion_queue_destroy");
+    *(void **)&real_cq_cache_flush = find_symbol("grpc_completion_queue_thread_local_cache_flush");
     *(void **)&real_call_ref = find_symbol("grpc_call_ref");
     *(void **)&real_call_unref = find_symbol("grpc_call_unref");
     atomic_store_explicit(&resolved, true, memory_order_release);
@@ -161,7 +163,8 @@ static void become_server(void)
         known = layout_find(version, find_symbol);
     if (known == NULL && (real_gpr_now == NULL || real_request_call == NULL ||
                           real_request_registered_call == NULL || real_cq_next == NULL ||
-                          real_cq_pluck == NULL || real_call_ref == NULL || real_call_unref == NULL)) {
+                          real_cq_pluck == NULL || real_call_ref == NULL || real_call_unref == NULL ||
+                          real_cq_cache_flush == NULL)) {
         log_msg(LOG_WARN, "libgrpc core %s lacks functions of the C API grpcprom follows: passing "
                           "every call through, no page", version);
         return;
@@ -181,9 +184,8 @@ static void become_server(void)
     if (known == NULL) {
         log_msg(options.internals ? LOG_WARN : LOG_INFO,
                 "%s: counting through gRPC's public C API, which shows every call of C, C++ "
-                "synchronous and asynchronous, and Ruby servers; calls answered through callback "
-                "completion queues (the C++ callback API) are counted only in "
-                "grpcprom_calls_untracked_total",
+                "asynchronous and Ruby servers; calls published inside gRPC (the C++ synchronous "
+                "and callback APIs) are counted only in grpcprom_calls_untracked_total",
                 options.internals ? "this libgrpc core is not a build grpcprom knows"
                                   : "GRPCPROM_INTERNALS=0");
         atomic_store_explicit(&surface_mode, true, memory_order_release);
@@ -424,36 +426,38 @@ static bool decode_batch(const grpc_op *ops, size_t nops, struct batch_ops *out)
 
 /* A server call the public-API mode could not follow starts its batches
  * all the same, and the one with RECV_CLOSE_ON_SERVER (one per call, which
- * every server style sends) counts it, once: untracked, said once. */
+ * every server style sends) counts it, once. */
 static void unseen_server_call(const grpc_op *ops, size_t nops)
 {
-    static atomic_bool warned;
-    for (size_t i = 0; i < nops; i++) {
-        if (ops[i].op != GRPC_OP_RECV_CLOSE_ON_SERVER)
-            continue;
-        store_add(&region->calls_untracked, 1);
-        if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
-            log_msg(LOG_WARN, "a server call was answered without its request passing through "
-                              "grpc_completion_queue_next or _pluck (a callback completion queue): "
-                              "such calls are counted only in grpcprom_calls_untracked_total");
-    }
+    static atomic_bool said;
+    for (size_t i = 0; i < nops; i++)
+        if (ops[i].op == GRPC_OP_RECV_CLOSE_ON_SERVER)
+            store_untracked(region, &said, "a server call was answered without its request "
+                            "passing through grpc_completion_queue_next or _pluck (a callback "
+                            "completion queue, or a request made inside gRPC)");
 }
 
 /* grpc_call_start_batch in the public-API mode: every batch of a followed
  * call is noted by its tag, for its event to find. Out of line: the other
  * mode's path then saves and restores no more than it needs. */
-static __attribute__((noinline)) grpc_call_error surface_start_batch(grpc_call *call, const grpc_op *ops, size_t nops,
-                                           void *tag, void *reserved)
+static __attribute__((noinline)) grpc_call_error surface_start_batch(grpc_call *call,
+                                                                     const grpc_op *ops,
+                                                                     size_t nops, void *tag,
+                                                                     void *reserved)
 {
-    uint64_t serial;
-    struct call_record *rec = surface_record(call, &serial);
-    if (rec == NULL) {
+    struct surface_call *c = surface_find(call);
+    struct call_record *rec = c ? surface_record(c) : NULL;
+    if (c == NULL)
         unseen_server_call(ops, nops);
+    if (rec == NULL) /* not followed, or counted apart */
         return real_start_batch(call, ops, nops, tag, reserved);
-    }
     struct batch_ops decoded;
     unsigned noted = decode_batch(ops, nops, &decoded) ? tracker_batch_submit(rec, &decoded) : 0;
-    bool batch_noted = surface_note_batch(tag, call, serial, decoded.ops);
+    bool batch_noted = surface_note_batch(tag, c, decoded.ops);
+    if (!batch_noted && noted) { /* a tag in use: its event will not be this batch's */
+        tracker_batch_refused(rec, noted);
+        noted = 0;
+    }
     grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
     if (err != GRPC_CALL_OK) {
         if (noted)
@@ -536,14 +540,11 @@ static struct call_record *call_published(const struct published_call *p)
 }
 
 /* A call whose context slot another part of the process uses is not
- * followed: counted as untracked, said once. */
+ * followed. */
 static void slot_taken(void)
 {
-    static atomic_bool warned;
-    store_add(&region->calls_untracked, 1);
-    if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
-        log_msg(LOG_WARN, "a server call's context slot is used by another library: such calls "
-                          "are counted only in grpcprom_calls_untracked_total");
+    static atomic_bool said;
+    store_untracked(region, &said, "a server call's context slot is used by another library");
 }
 
 /* Follows a call gRPC is handing to the application, unless the request
@@ -599,13 +600,22 @@ __attribute__((flatten)) void hook_cq_end_op(grpc_completion_queue *cq, void *ta
 /* ---- the public-API mode (surface.c): requests, events, references */
 
 /* The requests of the public-API mode: noted before gRPC can complete
- * them (on another thread, before the request returns). */
+ * them (on another thread, before the request returns), unless their
+ * events or their calls' batches complete through a callback queue. */
+static bool surface_request(void *tag, const struct surface_request *where,
+                            grpc_completion_queue *cq_bound, grpc_completion_queue *cq_notify)
+{
+    return where->call && !surface_is_callback_queue(cq_notify) &&
+           !surface_is_callback_queue(cq_bound) && surface_note_request(tag, where);
+}
+
 static __attribute__((noinline)) grpc_call_error surface_request_call(
     grpc_server *server, grpc_call **call, grpc_call_details *details, grpc_metadata_array *metadata,
     grpc_completion_queue *cq_bound, grpc_completion_queue *cq_notify, void *tag)
 {
-    bool noted = call && details && !surface_is_callback_queue(cq_notify) &&
-                 surface_note_request(tag, &(struct surface_request){.call = call, .details = details});
+    bool noted = details && surface_request(tag, &(struct surface_request){.call = call,
+                                                                          .details = details},
+                                            cq_bound, cq_notify);
     grpc_call_error err = real_request_call(server, call, details, metadata, cq_bound, cq_notify, tag);
     if (err != GRPC_CALL_OK && noted)
         surface_forget_request(tag);
@@ -617,11 +627,11 @@ static __attribute__((noinline)) grpc_call_error surface_request_registered_call
     grpc_metadata_array *metadata, grpc_byte_buffer **payload, grpc_completion_queue *cq_bound,
     grpc_completion_queue *cq_notify, void *tag)
 {
-    bool noted = call && method && !surface_is_callback_queue(cq_notify) &&
-                 surface_note_request(tag, &(struct surface_request){.call = call,
-                                                                     .registered_method = method,
-                                                                     .deadline = deadline,
-                                                                     .payload = payload});
+    bool noted = method && surface_request(tag, &(struct surface_request){.call = call,
+                                                                         .registered_method = method,
+                                                                         .deadline = deadline,
+                                                                         .payload = payload},
+                                           cq_bound, cq_notify);
     grpc_call_error err = real_request_registered_call(server, method, call, deadline, metadata,
                                                        payload, cq_bound, cq_notify, tag);
     if (err != GRPC_CALL_OK && noted)
@@ -654,18 +664,35 @@ EXPORT grpc_call_error grpc_server_request_registered_call(
                                         cq_bound, cq_notify, tag);
 }
 
+/* A call the public-API mode can no longer follow ends as gRPC
+ * destroying it does in the other mode. */
+static void surface_ended(bool ended, struct call_record *rec)
+{
+    if (ended && rec)
+        tracker_call_destroyed(rec);
+}
+
 /* An event the application is about to get: a requested call published,
  * or a batch of a followed call done. */
-static __attribute__((noinline)) void surface_event(grpc_event ev)
+static __attribute__((noinline)) void surface_event(void *tag, bool success)
 {
     struct published_call p;
     unsigned ops;
+    struct surface_call *c;
     struct call_record *rec;
-    if (surface_take_request(ev.tag, &p)) {
-        if (ev.success && p.call && (rec = call_published(&p)) != NULL)
-            surface_follow(p.call, rec);
-    } else if ((rec = surface_take_batch(ev.tag, &ops)) != NULL) {
-        tracker_batch_done(rec, ops, ev.success);
+    if (surface_take_request(tag, &p)) {
+        if (!success || p.call == NULL)
+            return;
+        /* NULL when the call table is full (counted there): followed all
+         * the same, so that its batches do not count it again. */
+        rec = call_published(&p);
+        if (!surface_follow(p.call, rec))
+            surface_ended(true, rec); /* twice the records fit: never, in practice */
+    } else if ((c = surface_take_batch(tag, &ops)) != NULL) {
+        if ((rec = surface_record(c)) != NULL)
+            tracker_batch_done(rec, ops, success);
+        bool ended = surface_batch_done(c, &rec);
+        surface_ended(ended, rec);
     }
 }
 
@@ -677,7 +704,7 @@ static __attribute__((noinline)) grpc_event surface_next(grpc_completion_queue *
 {
     grpc_event ev = real_cq_next(cq, deadline, reserved);
     if (ev.type == GRPC_OP_COMPLETE)
-        surface_event(ev);
+        surface_event(ev.tag, ev.success);
     return ev;
 }
 
@@ -686,7 +713,7 @@ static __attribute__((noinline)) grpc_event surface_pluck(grpc_completion_queue 
 {
     grpc_event ev = real_cq_pluck(cq, tag, deadline, reserved);
     if (ev.type == GRPC_OP_COMPLETE)
-        surface_event(ev);
+        surface_event(ev.tag, ev.success);
     return ev;
 }
 
@@ -716,7 +743,7 @@ EXPORT grpc_completion_queue *grpc_completion_queue_create(
 {
     resolve();
     grpc_completion_queue *cq = real_cq_create(factory, attributes, reserved);
-    if (cq && attributes && attributes->cq_completion_type == GRPC_CQ_CALLBACK && surfacing())
+    if (cq && attributes && attributes->cq_completion_type == GRPC_CQ_CALLBACK)
         surface_callback_queue(cq, true);
     return cq;
 }
@@ -726,7 +753,7 @@ EXPORT grpc_completion_queue *grpc_completion_queue_create_for_callback(
 {
     resolve();
     grpc_completion_queue *cq = real_cq_create_for_callback(functor, reserved);
-    if (cq && surfacing())
+    if (cq)
         surface_callback_queue(cq, true);
     return cq;
 }
@@ -763,14 +790,15 @@ EXPORT void grpc_call_ref(grpc_call *call)
     real_call_ref(call);
 }
 
-/* The application's last reference ends the call for the public-API mode,
- * as gRPC destroying it does for the other: settled with its status if it
- * sent one, else as cancelled. */
+/* The application's last reference ends the call for the public-API mode
+ * (once no batch of it waits for its event), as gRPC destroying it does
+ * for the other: settled with its status if it sent one, else as
+ * cancelled. */
 static __attribute__((noinline)) void surface_call_unref(grpc_call *call)
 {
-    struct call_record *rec = surface_unref(call);
-    if (rec != NULL)
-        tracker_call_destroyed(rec);
+    struct call_record *rec;
+    bool ended = surface_unref(call, &rec);
+    surface_ended(ended, rec);
     real_call_unref(call);
 }
 
@@ -782,4 +810,24 @@ EXPORT void grpc_call_unref(grpc_call *call)
     }
     resolve();
     real_call_unref(call);
+}
+
+/* C++'s DoThenAsyncNext hands an event over through the thread's cache,
+ * past next and pluck: it is an event all the same. */
+static __attribute__((noinline)) int surface_cache_flush(grpc_completion_queue *cq, void **tag,
+                                                         int *ok)
+{
+    int flushed = real_cq_cache_flush(cq, tag, ok);
+    if (flushed)
+        surface_event(*tag, *ok != 0);
+    return flushed;
+}
+
+EXPORT int grpc_completion_queue_thread_local_cache_flush(grpc_completion_queue *cq, void **tag,
+                                                          int *ok)
+{
+    if (__builtin_expect(surfacing(), 0))
+        return surface_cache_flush(cq, tag, ok);
+    resolve();
+    return real_cq_cache_flush(cq, tag, ok);
 }

@@ -97,3 +97,20 @@ void ptrmap_release(struct ptrmap *map, struct ptrmap_entry *entry)
     atomic_store_explicit(&entry->state, ENTRY_DEAD, memory_order_release);
     atomic_fetch_sub_explicit(&map->claimed, 1, memory_order_relaxed);
 }
+
+bool ptrmap_take(struct ptrmap *map, struct ptrmap_entry *entry)
+{
+    uint32_t live = ENTRY_LIVE;
+    if (!atomic_compare_exchange_strong_explicit(&entry->state, &live, ENTRY_DEAD,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return false;
+    atomic_fetch_sub_explicit(&map->claimed, 1, memory_order_relaxed);
+    return true;
+}
+
+/* No key is 0 (a null pointer is never looked up): the entry stays LIVE,
+ * so no claim reuses it, and no lookup matches it. */
+void ptrmap_hide(struct ptrmap_entry *entry)
+{
+    atomic_store_explicit(&entry->key, 0, memory_order_release);
+}

@@ -48,4 +48,13 @@ struct ptrmap_entry *ptrmap_find(const struct ptrmap *map, uintptr_t key);
 /* Takes a published entry out of the map, for another key to claim. */
 void ptrmap_release(struct ptrmap *map, struct ptrmap_entry *entry);
 
+/* Releases a published entry found with ptrmap_find, unless another
+ * thread released it first: true for the one caller that did. Copy what
+ * the entry holds before: once released it may be claimed again. */
+bool ptrmap_take(struct ptrmap *map, struct ptrmap_entry *entry);
+
+/* Makes a published entry impossible to find by its key, while it stays
+ * taken (its memory unchanged) until ptrmap_release. */
+void ptrmap_hide(struct ptrmap_entry *entry);
+
 #endif

@@ -196,6 +196,13 @@ void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason w
                 what[why], grpcprom_overflow_reason_names[why]);
 }
 
+void store_untracked(struct grpcprom_header *h, atomic_bool *said, const char *what)
+{
+    store_add(&h->calls_untracked, 1);
+    if (!atomic_exchange_explicit(said, true, memory_order_relaxed))
+        log_msg(LOG_WARN, "%s: such calls are counted only in grpcprom_calls_untracked_total", what);
+}
+
 void store_mark_type(struct grpcprom_method *m, uint32_t bits)
 {
     uint32_t now = atomic_load_explicit(&m->type_bits, memory_order_relaxed);

@@ -35,6 +35,11 @@ struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path,
  * with no room), and says once per reason why. */
 void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason why, uint64_t calls);
 
+/* Counts a call the shim cannot follow; the first of each kind (`said`)
+ * says on stderr what happened: `what`, and that such calls are counted
+ * only in grpcprom_calls_untracked_total. */
+void store_untracked(struct grpcprom_header *h, atomic_bool *said, const char *what);
+
 /* Marks how a method was seen to stream, unless its type is declared. */
 void store_mark_type(struct grpcprom_method *m, uint32_t bits);
 

@@ -1,9 +1,11 @@
 /* surface.c: the tables of the public-API mode (see surface.h). Each is a
  * ptrmap: requests and batches by tag, from the moment the application
  * hands them to gRPC to the event that completes them; calls by address,
- * from their publication to the application's last reference. */
+ * from their publication until the application's last reference is gone
+ * and no batch of theirs waits for its event. */
 #include "surface.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "ptrmap.h"
@@ -13,22 +15,21 @@ struct requested {
     struct surface_request where;
 };
 
-struct followed {
-    struct ptrmap_entry entry;      /* key: the call */
+struct surface_call {
+    struct ptrmap_entry entry;      /* key: the call; 0 once the application let go */
     struct call_record *rec;
-    uint64_t serial;
-    _Atomic int32_t refs;           /* the application's */
+    _Atomic int32_t refs;           /* the application's references */
+    _Atomic int32_t holds;          /* batches waiting, plus one while refs > 0 */
 };
 
 struct batch {
     struct ptrmap_entry entry;      /* key: the tag */
-    grpc_call *call;
-    uint64_t serial;
+    struct surface_call *call;
     unsigned ops;
 };
 
 static struct ptrmap requests, calls, batches, callback_queues;
-static _Atomic uint64_t next_serial;
+static pthread_once_t callback_queues_once = PTHREAD_ONCE_INIT;
 
 #define MAX_CALLBACK_QUEUES 4096
 #define BATCHES_PER_CALL 4 /* of kinds gRPC runs at once on a server call, at most */
@@ -36,17 +37,25 @@ static _Atomic uint64_t next_serial;
 int surface_init(size_t max_calls)
 {
     int err = ptrmap_init(&requests, max_calls, sizeof(struct requested));
-    if (err == 0)
-        err = ptrmap_init(&calls, max_calls, sizeof(struct followed));
+    if (err == 0) /* calls without a record too: twice the records */
+        err = ptrmap_init(&calls, 2 * max_calls, sizeof(struct surface_call));
     if (err == 0)
         err = ptrmap_init(&batches, max_calls * BATCHES_PER_CALL, sizeof(struct batch));
-    if (err == 0)
-        err = ptrmap_init(&callback_queues, MAX_CALLBACK_QUEUES, sizeof(struct ptrmap_entry));
     return err;
+}
+
+/* Callback queues are noted whatever the mode, as they are created (a C
+ * server decides the mode when it starts, after making its queues). */
+static void init_callback_queues(void)
+{
+    ptrmap_init(&callback_queues, MAX_CALLBACK_QUEUES, sizeof(struct ptrmap_entry));
 }
 
 void surface_callback_queue(grpc_completion_queue *cq, bool is_callback)
 {
+    pthread_once(&callback_queues_once, init_callback_queues);
+    if (callback_queues.entries == NULL)
+        return;
     struct ptrmap_entry *e = ptrmap_find(&callback_queues, (uintptr_t)cq);
     if (e && !is_callback)
         ptrmap_release(&callback_queues, e);
@@ -56,7 +65,8 @@ void surface_callback_queue(grpc_completion_queue *cq, bool is_callback)
 
 bool surface_is_callback_queue(grpc_completion_queue *cq)
 {
-    return ptrmap_find(&callback_queues, (uintptr_t)cq) != NULL;
+    pthread_once(&callback_queues_once, init_callback_queues);
+    return callback_queues.entries && ptrmap_find(&callback_queues, (uintptr_t)cq) != NULL;
 }
 
 /* A tag already in use names another outstanding operation: not followed. */
@@ -81,7 +91,7 @@ void surface_forget_request(void *tag)
 {
     struct ptrmap_entry *e = ptrmap_find(&requests, (uintptr_t)tag);
     if (e)
-        ptrmap_release(&requests, e);
+        ptrmap_take(&requests, e);
 }
 
 bool surface_take_request(void *tag, struct published_call *out)
@@ -90,7 +100,8 @@ bool surface_take_request(void *tag, struct published_call *out)
     if (r == NULL)
         return false;
     struct surface_request where = r->where;
-    ptrmap_release(&requests, &r->entry);
+    if (!ptrmap_take(&requests, &r->entry))
+        return false; /* another thread's event of the same tag took it */
     out->call = *where.call;
     out->registered_method = where.registered_method;
     out->details = where.details;
@@ -99,72 +110,88 @@ bool surface_take_request(void *tag, struct published_call *out)
     return true;
 }
 
-void surface_follow(grpc_call *call, struct call_record *rec)
+bool surface_follow(grpc_call *call, struct call_record *rec)
 {
-    /* Records and followed calls are as many: a call with a record fits. */
-    struct followed *f = (struct followed *)ptrmap_claim(&calls, (uintptr_t)call);
-    if (f == NULL)
-        return;
-    f->rec = rec;
-    f->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
-    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
-    ptrmap_publish(&f->entry);
+    struct surface_call *c = (struct surface_call *)ptrmap_claim(&calls, (uintptr_t)call);
+    if (c == NULL)
+        return false;
+    c->rec = rec;
+    atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&c->holds, 1, memory_order_relaxed);
+    ptrmap_publish(&c->entry);
+    return true;
 }
 
-struct call_record *surface_record(grpc_call *call, uint64_t *serial)
+struct surface_call *surface_find(grpc_call *call)
 {
-    struct followed *f = (struct followed *)ptrmap_find(&calls, (uintptr_t)call);
-    if (f == NULL)
-        return NULL;
-    *serial = f->serial;
-    return f->rec;
+    return (struct surface_call *)ptrmap_find(&calls, (uintptr_t)call);
 }
 
-bool surface_note_batch(void *tag, grpc_call *call, uint64_t serial, unsigned ops)
+struct call_record *surface_record(const struct surface_call *c)
+{
+    return c->rec;
+}
+
+bool surface_note_batch(void *tag, struct surface_call *c, unsigned ops)
 {
     struct batch *b = (struct batch *)claim_tag(&batches, tag);
     if (b == NULL)
         return false;
-    b->call = call;
-    b->serial = serial;
+    b->call = c;
     b->ops = ops;
+    atomic_fetch_add_explicit(&c->holds, 1, memory_order_relaxed);
     ptrmap_publish(&b->entry);
+    return true;
+}
+
+/* Drops one hold of a call; on its last, the call's entry goes. */
+static bool let_go(struct surface_call *c, struct call_record **rec)
+{
+    if (atomic_fetch_sub_explicit(&c->holds, 1, memory_order_acq_rel) != 1)
+        return false;
+    *rec = c->rec;
+    ptrmap_release(&calls, &c->entry);
     return true;
 }
 
 void surface_forget_batch(void *tag)
 {
-    struct ptrmap_entry *e = ptrmap_find(&batches, (uintptr_t)tag);
-    if (e)
-        ptrmap_release(&batches, e);
+    struct batch *b = (struct batch *)ptrmap_find(&batches, (uintptr_t)tag);
+    struct surface_call *c = b ? b->call : NULL;
+    struct call_record *rec;
+    if (b && ptrmap_take(&batches, &b->entry))
+        let_go(c, &rec); /* never its last: the application holds the call */
 }
 
-struct call_record *surface_take_batch(void *tag, unsigned *ops)
+struct surface_call *surface_take_batch(void *tag, unsigned *ops)
 {
     struct batch *b = (struct batch *)ptrmap_find(&batches, (uintptr_t)tag);
     if (b == NULL)
         return NULL;
-    grpc_call *call = b->call;
-    uint64_t serial = b->serial, now;
+    struct surface_call *c = b->call;
     *ops = b->ops;
-    ptrmap_release(&batches, &b->entry);
-    struct call_record *rec = surface_record(call, &now);
-    return rec && now == serial ? rec : NULL;
+    return ptrmap_take(&batches, &b->entry) ? c : NULL;
+}
+
+bool surface_batch_done(struct surface_call *c, struct call_record **rec)
+{
+    return let_go(c, rec);
 }
 
 void surface_ref(grpc_call *call)
 {
-    struct followed *f = (struct followed *)ptrmap_find(&calls, (uintptr_t)call);
-    if (f)
-        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    struct surface_call *c = surface_find(call);
+    if (c)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 }
 
-struct call_record *surface_unref(grpc_call *call)
+/* The application's last reference hides the entry at once (a new call at
+ * the same address is another), and drops the hold it had. */
+bool surface_unref(grpc_call *call, struct call_record **rec)
 {
-    struct followed *f = (struct followed *)ptrmap_find(&calls, (uintptr_t)call);
-    if (f == NULL || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
-        return NULL;
-    struct call_record *rec = f->rec;
-    ptrmap_release(&calls, &f->entry);
-    return rec;
+    struct surface_call *c = surface_find(call);
+    if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return false;
+    ptrmap_hide(&c->entry);
+    return let_go(c, rec);
 }

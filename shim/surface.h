@@ -42,23 +42,34 @@ void surface_forget_request(void *tag);
 /* The event of `tag`, when it is a request's: fills *out. */
 bool surface_take_request(void *tag, struct published_call *out);
 
-/* Follows a published call with its record, the application holding one
- * reference to it. */
-void surface_follow(grpc_call *call, struct call_record *rec);
-/* The record of a followed call, and the number of this following (a call
- * at the same address later is another). */
-struct call_record *surface_record(grpc_call *call, uint64_t *serial);
+/* A followed call: held by the application's references and by each of
+ * its batches whose event has not come yet, so that a batch completing
+ * after the application let go still finds its record. */
+struct surface_call;
 
-/* Before gRPC takes a batch of a followed call, completed with `tag`. */
-bool surface_note_batch(void *tag, grpc_call *call, uint64_t serial, unsigned ops);
+/* Follows a published call, the application holding one reference to it;
+ * `rec` NULL for a call the tracker had no room for (counted apart): then
+ * its batches count nothing. false when the table is full. */
+bool surface_follow(grpc_call *call, struct call_record *rec);
+/* The followed call at this address, while the application holds it. */
+struct surface_call *surface_find(grpc_call *call);
+struct call_record *surface_record(const struct surface_call *c);
+
+/* Before gRPC takes a batch of a followed call, completed with `tag`: the
+ * call is held until its event. */
+bool surface_note_batch(void *tag, struct surface_call *c, unsigned ops);
 void surface_forget_batch(void *tag);
-/* The event of `tag`, when it is a batch's of a call still followed: its
- * record, and what it did in *ops. */
-struct call_record *surface_take_batch(void *tag, unsigned *ops);
+/* The event of `tag`, when it is a batch's: its call (still held: let go
+ * of it once done), and what it did in *ops. */
+struct surface_call *surface_take_batch(void *tag, unsigned *ops);
 
-/* The application takes or gives up a reference to a call. The record
- * when that was its last one: the call is no longer followed. */
+/* The application takes a reference to a call, or gives one up. */
 void surface_ref(grpc_call *call);
-struct call_record *surface_unref(grpc_call *call);
+/* True when that was the call's last hold (the application's last
+ * reference, no batch of it waiting): the call is no longer followed, and
+ * *rec is its record (NULL if it had none). */
+bool surface_unref(grpc_call *call, struct call_record **rec);
+/* A batch's event is done with: drops its hold, as surface_unref. */
+bool surface_batch_done(struct surface_call *c, struct call_record **rec);
 
 #endif

@@ -154,21 +154,12 @@ static void give_back(struct call_record *rec)
                                                   memory_order_release, memory_order_relaxed));
 }
 
-static void call_table_full(void)
-{
-    static atomic_bool warned;
-    store_add(&region->calls_untracked, 1);
-    if (!atomic_exchange_explicit(&warned, true, memory_order_relaxed))
-        log_msg(LOG_WARN, "the call table is full (%u calls in flight, GRPCPROM_MAX_CALLS): "
-                          "further calls are counted only in grpcprom_calls_untracked_total",
-                record_limit);
-}
-
 struct call_record *tracker_call_started(const struct call_start *start)
 {
     struct call_record *rec = take_record();
     if (rec == NULL) {
-        call_table_full();
+        static atomic_bool said;
+        store_untracked(region, &said, "the call table is full (GRPCPROM_MAX_CALLS calls in flight)");
         return NULL;
     }
     rec->method = start->method;

@@ -182,6 +182,19 @@ def expected_series(result):
     return {k: v for k, v in exp.items() if v}
 
 
+def h2load_unary(target, n, directory):
+    """n unary Echo calls from h2load, 96 at once over 6 connections; all
+    must succeed."""
+    request = os.path.join(str(directory), "echo-request")
+    with open(request, "wb") as f:
+        f.write(b"\x00\x00\x00\x00\x07\x22\x05hello")  # EchoRequest{text: "hello"}
+    run = subprocess.run(["h2load", "-n", str(n), "-c", "6", "-m", "16", "-t", "2",
+                          "-H", "content-type: application/grpc", "-H", "te: trailers",
+                          "-d", request, "http://%s/grpcprom.test.Echo/Unary" % target],
+                         capture_output=True, text=True, timeout=300)
+    assert "%d succeeded" % n in run.stdout, run.stdout
+
+
 def merge_results(total, result):
     """Adds the calls of one client's `result` (echo_client.run_mix) to `total`."""
     for key, m in result.items():

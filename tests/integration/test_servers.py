@@ -1,11 +1,9 @@
 # test_servers.py: every server flavour under the shim, driven by a real
 # client through a fixed mix; the page must equal what the client saw.
-import subprocess
-
 import pytest
 
-from harness import (PROTOSET, echo_client, Server, echo_series, expected_series, nonzero, parse_page,
-                     scrape, wait_stable)
+from harness import (PROTOSET, echo_client, Server, echo_series, expected_series, h2load_unary, nonzero,
+                     parse_page, scrape, wait_stable)
 
 CODES = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
          "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
@@ -109,14 +107,8 @@ def test_cancelled_calls_to_invented_paths_add_no_series(server):
 @pytest.mark.parametrize("server", ["sync", "async", "callback", "c", "ruby"], indirect=True)
 def test_every_call_counted_once_under_load(server, tmp_path):
     """h2load drives many concurrent unary calls over several connections."""
-    request = tmp_path / "req"
-    request.write_bytes(b"\x00\x00\x00\x00\x07\x22\x05hello")  # EchoRequest{text: "hello"}
     n = 6000
-    run = subprocess.run(["h2load", "-n", str(n), "-c", "6", "-m", "16", "-t", "2",
-                          "-H", "content-type: application/grpc", "-H", "te: trailers",
-                          "-d", str(request), "http://%s/grpcprom.test.Echo/Unary" % server.target],
-                         capture_output=True, text=True, timeout=300)
-    assert "%d succeeded" % n in run.stdout, run.stdout
+    h2load_unary(server.target, n, tmp_path)
     series = echo_series(wait_stable(server.metrics_port, idle=True))
     for name in ("grpc_server_started_total", "grpc_server_msg_received_total",
                  "grpc_server_msg_sent_total", "grpc_server_handling_seconds_count"):
