@@ -303,6 +303,20 @@ static void settle(struct call_record *rec, int code, int64_t end_ns, bool deliv
     store_handled(region, c, code, latency);
 }
 
+/* The call ended without its status reaching the client: now. */
+static void settle_cancelled(struct call_record *rec)
+{
+    int64_t now = tracker_now_ns();
+    settle(rec, cancel_code(rec, now), now, false);
+}
+
+/* The call ended with the status the server submitted, at its time. */
+static void settle_submitted(struct call_record *rec)
+{
+    settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
+           atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
+}
+
 /* gRPC destroys the call: settles it with the status the server submitted,
  * if any, else as cancelled (when nothing settled it before), and frees
  * its record. A record of the parent's, in a forked child, is left alone. */
@@ -311,13 +325,10 @@ void tracker_call_destroyed(void *arg)
     struct call_record *rec = arg;
     if (rec->epoch != epoch)
         return;
-    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
-        settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
-               atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
-    } else if (atomic_load_explicit(&rec->status_state, memory_order_relaxed) != STATUS_DONE) {
-        int64_t now = tracker_now_ns();
-        settle(rec, cancel_code(rec, now), now, false);
-    }
+    if (atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED)
+        settle_submitted(rec);
+    else if (atomic_load_explicit(&rec->status_state, memory_order_relaxed) != STATUS_DONE)
+        settle_cancelled(rec);
     give_back(rec);
 }
 
@@ -382,21 +393,16 @@ void tracker_batch_done(struct call_record *rec, unsigned ops, bool success)
      * tells. Ruby sends its status in one batch with the close. */
     if (ops & BATCH_RECV_CLOSE) {
         int *cancelled = atomic_exchange(&rec->pending_close, NULL);
-        if (cancelled && success && *cancelled) {
-            int64_t now = tracker_now_ns();
-            settle(rec, cancel_code(rec, now), now, false);
-        }
+        if (cancelled && success && *cancelled)
+            settle_cancelled(rec);
     }
-    if (!success) {
-        /* gRPC cancels a call one of whose batches failed (FinishBatch,
-         * ReceivingStreamReady): no status of the server's reaches the
-         * client after it. A Ruby handler whose stream the client left
-         * stops at its failed send and never sends a status at all. */
-        int64_t now = tracker_now_ns();
-        settle(rec, cancel_code(rec, now), now, false);
-    } else if ((ops & BATCH_SEND_STATUS) &&
-               atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED) {
-        settle(rec, atomic_load_explicit(&rec->status_code, memory_order_relaxed),
-               atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
-    }
+    /* gRPC cancels a call one of whose batches failed (FinishBatch,
+     * ReceivingStreamReady): no status of the server's reaches the client
+     * after it. A Ruby handler whose stream the client left stops at its
+     * failed send and never sends a status at all. */
+    if (!success)
+        settle_cancelled(rec);
+    else if ((ops & BATCH_SEND_STATUS) &&
+             atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED)
+        settle_submitted(rec);
 }
