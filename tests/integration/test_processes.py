@@ -81,25 +81,51 @@ def test_workers_of_one_region_show_one_exact_total():
         os.unlink(region_path(name))
 
 
-def test_workers_sharing_one_port_show_one_exact_total():
-    """The pre-fork model: workers on one port (gRPC sets SO_REUSEPORT), the
-    kernel spreading connections over them; 40 connections, 5 calls each."""
+def spread_unary_calls(port, connections=40, calls=5):
+    """Unary calls over `connections` connections of their own, which the
+    kernel spreads over the workers listening on the port."""
     import grpc
+    for _ in range(connections):
+        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_http_proxy", 0)]
+        with grpc.insecure_channel("127.0.0.1:%d" % port, options=options) as channel:
+            unary = channel.unary_unary("/grpcprom.test.Echo/Unary")
+            for _ in range(calls):
+                unary(b"\x22\x01x", timeout=10)
+    return connections * calls
+
+
+def assert_unary_total(page_port, n):
+    page = wait_stable(page_port, idle=True)
+    assert echo_series(page)[("grpc_server_started_total", "unary", "Unary", "")] == n
+    assert echo_series(page)[("grpc_server_handled_total", "unary", "Unary", "OK")] == n
+
+
+def test_workers_sharing_one_port_show_one_exact_total():
+    """Independent workers on one port (gRPC sets SO_REUSEPORT)."""
     name, page_port, port = region_name("port"), free_port(), free_port()
     workers = [Server("c", env={"GRPCPROM_SHM": name}, metrics_port=page_port,
                       args=["--port", str(port)]) for _ in range(3)]
     try:
-        for i in range(40):
-            options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_http_proxy", 0)]
-            with grpc.insecure_channel("127.0.0.1:%d" % port, options=options) as channel:
-                unary = channel.unary_unary("/grpcprom.test.Echo/Unary")
-                for _ in range(5):
-                    unary(b"\x22\x01x", timeout=10)
-        page = wait_stable(page_port)
-        assert echo_series(page)[("grpc_server_started_total", "unary", "Unary", "")] == 200
-        assert echo_series(page)[("grpc_server_handled_total", "unary", "Unary", "OK")] == 200
+        assert_unary_total(page_port, spread_unary_calls(port))
     finally:
         stop_all(workers)
+        os.unlink(region_path(name))
+
+
+def test_a_preforking_server_shows_one_exact_total():
+    """The pre-fork model: a parent that never touches gRPC forks three
+    workers, each a server on the same port, all with one GRPCPROM_SHM."""
+    name, page_port, port = region_name("prefork"), free_port(), free_port()
+    s = Server("c", env={"GRPCPROM_SHM": name}, metrics_port=page_port,
+               args=["--port", str(port), "--prefork", "3"])
+    try:
+        children = open("/proc/%d/task/%d/children" % (s.proc.pid, s.proc.pid)).read().split()
+        assert len(children) == 3, children
+        assert_unary_total(page_port, spread_unary_calls(port))
+        code, err = s.stop()
+        assert code == 0 and err == "", err
+    finally:
+        stop_all([s])
         os.unlink(region_path(name))
 
 

@@ -29,7 +29,10 @@
      pluck queue and thread; unknown paths get UNIMPLEMENTED (or, with
      --generic-ok, an OK echo of their request).
    --extra-methods N: unary /grpcprom.test.Many/M<i>, registered with their
-     payload, answered OK with an empty reply in one batch on the main queue. */
+     payload, answered OK with an empty reply in one batch on the main queue.
+   --prefork N: the pre-fork model: a parent that never touches gRPC forks N
+     workers, each a whole server on the same --port (gRPC sets SO_REUSEPORT),
+     and on SIGTERM stops them and waits for them. */
 enum method { M_UNARY, M_SSTREAM, M_CSTREAM, M_GENERIC, M_EXTRA };
 static const char* const kPaths[] = {"/grpcprom.test.Echo/Unary",
                                      "/grpcprom.test.Echo/ServerStream",
@@ -55,6 +58,7 @@ static int g_extra;         /* --extra-methods N */
 static int g_restart_after; /* --restart-after N */
 static int g_slow_exit_ms;  /* --slow-exit-ms N */
 static int g_fork_worker;   /* --fork-worker */
+static int g_prefork;       /* --prefork N */
 static char** g_extra_paths;
 static void** g_extra_registered;
 
@@ -552,6 +556,8 @@ static int take_options(int argc, char** argv) {
       g_restart_after = atoi(argv[++i]);
     else if (i + 1 < argc && strcmp(argv[i], "--slow-exit-ms") == 0)
       g_slow_exit_ms = atoi(argv[++i]);
+    else if (i + 1 < argc && strcmp(argv[i], "--prefork") == 0)
+      g_prefork = atoi(argv[++i]);
     else
       argv[out++] = argv[i];
   }
@@ -595,6 +601,34 @@ static pid_t fork_worker(void) {
   return pid;
 }
 
+/* --prefork: forks the workers; returns in each worker (-1), and in the
+   parent once the workers it stopped at SIGTERM are gone (its exit code). */
+static int prefork(int workers, sigset_t* stop) {
+  pid_t* pids = calloc((size_t)workers, sizeof *pids);
+  for (int i = 0; i < workers; i++) {
+    fflush(stdout);
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      free(pids);
+      return -1;
+    }
+    if (pids[i] < 0) {
+      perror("fork");
+      return 1;
+    }
+  }
+  int signal_number, failed = 0;
+  sigwait(stop, &signal_number);
+  for (int i = 0; i < workers; i++) kill(pids[i], SIGTERM);
+  for (int i = 0; i < workers; i++) {
+    int status;
+    waitpid(pids[i], &status, 0);
+    failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+  }
+  free(pids);
+  return failed;
+}
+
 /* ---- main loop */
 
 int main(int argc, char** argv) {
@@ -603,6 +637,10 @@ int main(int argc, char** argv) {
   int port = 0, threads = 1;
   argc = take_options(argc, argv);
   parse_args(argc, argv, &port, &threads); /* --threads is accepted and ignored */
+  if (g_prefork > 0) {
+    int parent_exit = prefork(g_prefork, &stop);
+    if (parent_exit >= 0) return parent_exit;
+  }
   if (g_slow_exit_ms > 0) atexit(slow_exit);
 
   grpc_init();
