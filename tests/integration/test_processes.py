@@ -129,6 +129,11 @@ def test_a_preforking_server_shows_one_exact_total():
         os.unlink(region_path(name))
 
 
+def sigkill(worker):
+    worker.proc.send_signal(signal.SIGKILL)
+    worker.proc.communicate()
+
+
 def monotonic(before, after):
     """The series of `before` that went down in `after`."""
     return {k: (v, after.get(k)) for k, v in before.items()
@@ -141,9 +146,7 @@ def test_counters_survive_a_killed_worker_and_its_replacement():
     try:
         expected = run_mixes(workers)
         before = wait_stable(page_port)
-        victim = workers.pop(1)
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.communicate()
+        sigkill(workers.pop(1))
         after_kill = parse_page(scrape(page_port))
         assert monotonic(before, after_kill) == {}
         workers.append(Server("c", env={"GRPCPROM_SHM": name}, metrics_port=page_port))
@@ -162,8 +165,7 @@ def test_the_page_moves_to_a_survivor_when_its_server_is_killed():
     try:
         expected = run_mixes(workers)
         before = wait_stable(page_port)
-        workers[0].proc.send_signal(signal.SIGKILL)  # the first one bound the page
-        workers[0].proc.communicate()
+        sigkill(workers[0])  # the first one bound the page
         took = wait_page(page_port, 10)
         assert took is not None, "no process took the page over within 10 s"
         assert parse_page(scrape(page_port)) == before
