@@ -54,6 +54,8 @@ static grpc_completion_queue *(*real_cq_create_for_callback)(grpc_completion_que
                                                              void *);
 static void (*real_cq_destroy)(grpc_completion_queue *);
 static int (*real_cq_cache_flush)(grpc_completion_queue *, void **, int *);
+static grpc_call_error (*real_cancel_with_status)(grpc_call *, grpc_status_code, const char *,
+                                                  void *);
 static void (*real_call_ref)(grpc_call *);
 static void (*real_call_unref)(grpc_call *);
 
@@ -122,6 +124,7 @@ static void resolve_all(void)
     *(void **)&real_cq_create_for_callback = find_symbol("grpc_completion_queue_create_for_callback");
     *(void **)&real_cq_destroy = find_symbol("grpc_completion_queue_destroy");
     *(void **)&real_cq_cache_flush = find_symbol("grpc_completion_queue_thread_local_cache_flush");
+    *(void **)&real_cancel_with_status = find_symbol("grpc_call_cancel_with_status");
     *(void **)&real_call_ref = find_symbol("grpc_call_ref");
     *(void **)&real_call_unref = find_symbol("grpc_call_unref");
     atomic_store_explicit(&resolved, true, memory_order_release);
@@ -830,4 +833,23 @@ EXPORT int grpc_completion_queue_thread_local_cache_flush(grpc_completion_queue 
         return surface_cache_flush(cq, tag, ok);
     resolve();
     return real_cq_cache_flush(cq, tag, ok);
+}
+
+/* A server that cancels a call with a status of its choosing (C++ does,
+ * with Internal, for a request it cannot parse) sends the client that
+ * status: it is the call's, in either mode. */
+EXPORT grpc_call_error grpc_call_cancel_with_status(grpc_call *call, grpc_status_code status,
+                                                    const char *description, void *reserved)
+{
+    resolve();
+    const struct libgrpc_layout *known = following();
+    struct surface_call *c;
+    struct call_record *rec = NULL;
+    if (known)
+        rec = layout_call_record(known, call, tracker_call_destroyed);
+    else if (surfacing() && (c = surface_find(call)) != NULL)
+        rec = surface_record(c);
+    if (rec)
+        tracker_call_cancelled(rec, (int)status);
+    return real_cancel_with_status(call, status, description, reserved);
 }

@@ -317,6 +317,13 @@ static void settle_submitted(struct call_record *rec)
            atomic_load_explicit(&rec->status_ns, memory_order_relaxed), true);
 }
 
+void tracker_call_cancelled(struct call_record *rec, int code)
+{
+    if (rec->epoch == epoch &&
+        atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_NONE)
+        settle(rec, code, tracker_now_ns(), true);
+}
+
 /* gRPC destroys the call: settles it with the status the server submitted,
  * if any, else as cancelled (when nothing settled it before), and frees
  * its record. A record of the parent's, in a forked child, is left alone. */

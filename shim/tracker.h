@@ -65,6 +65,10 @@ void tracker_batch_refused(struct call_record *rec, unsigned noted);
  * complete; one that failed ends the call as cancelled. */
 void tracker_batch_done(struct call_record *rec, unsigned ops, bool success);
 
+/* The server cancels the call with a status (grpc_call_cancel_with_status),
+ * which the client gets: counted with it, unless a status was sent first. */
+void tracker_call_cancelled(struct call_record *rec, int code);
+
 /* gRPC destroys the call: settles it if its status did not, and frees the
  * record. Its signature is that of a call context's destroy function. */
 void tracker_call_destroyed(void *rec);

@@ -556,3 +556,28 @@ def test_a_client_only_process_sees_nothing():
             assert got["threads"] == want["threads"], (client, got["threads"], want["threads"])
     finally:
         stop(s)
+
+
+# --- i. a call the server cancels with a status of its own -------------------------------------
+
+@pytest.mark.parametrize("internals", ["1", "0"])
+def test_a_request_the_server_cannot_parse_counts_as_the_client_saw_it(internals):
+    """The C++ async API cancels a call whose request does not parse with
+    Internal (grpc_call_cancel_with_status): the client gets Internal, and so
+    does the page, in either mode."""
+    import grpc
+    s = Server("async", env={"GRPCPROM_INTERNALS": internals})
+    try:
+        with grpc.insecure_channel(s.target) as channel:
+            unary = channel.unary_unary("/grpcprom.test.Echo/Unary")
+            with pytest.raises(grpc.RpcError) as failed:
+                unary(b"\xff\xff\xff", timeout=10)
+        assert failed.value.code() == grpc.StatusCode.INTERNAL
+        series = nonzero(echo_series(wait_stable(s.metrics_port)))
+        assert series == {("grpc_server_started_total", "unary", "Unary", ""): 1,
+                          ("grpc_server_msg_received_total", "unary", "Unary", ""): 1,
+                          ("grpc_server_handled_total", "unary", "Unary", "Internal"): 1,
+                          ("grpc_server_handling_seconds_count", "unary", "Unary", ""): 1}, series
+    finally:
+        code, err = s.stop()
+    assert code == 0, err

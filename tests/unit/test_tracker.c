@@ -213,6 +213,25 @@ static void test_unary(void)
     destroy(10);
     CHECK_INT(total(unary).handled[1], canceled + 1);
     CHECK_INT(total(unary).handled[0], ok + 1);
+
+    /* The server cancels with a status of its own (C++ does, with Internal,
+     * for a request it cannot parse): that is the client's code, and the
+     * cancellation that follows changes nothing. */
+    uint64_t internal = total(unary).handled[13];
+    start_call(11, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
+    tracker_call_cancelled(calls[11], 13);
+    run_batch(11, cancelled_op, true);
+    destroy(11);
+    CHECK_INT(total(unary).handled[13], internal + 1);
+    CHECK_INT(total(unary).handled[1], canceled + 1);
+    /* after a status was sent, a cancel is too late to be the call's code */
+    start_call(12, unary, NULL, 0, true, TRACKER_NO_DEADLINE);
+    tracker_batch_submit(calls[12], &(struct batch_ops){.ops = BATCH_SEND_STATUS, .status_code = 0});
+    tracker_call_cancelled(calls[12], 13);
+    tracker_batch_done(calls[12], BATCH_SEND_STATUS, true);
+    destroy(12);
+    CHECK_INT(total(unary).handled[13], internal + 1);
+    CHECK_INT(total(unary).handled[0], ok + 2);
     CHECK_INT(handled_total(unary), total(unary).started);
 }
 
