@@ -740,13 +740,18 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
     return real_cq_pluck(cq, tag, deadline, reserved);
 }
 
+/* Callback queues are noted in the public-API mode alone, so that a process
+ * that is no server (a client of the callback API) gets no table. One made
+ * before the mode is known (a C server's, made before its first method
+ * registers) is missed: the requests on it wait in the table, and its
+ * calls, never followed, are counted untracked at their close. */
 EXPORT grpc_completion_queue *grpc_completion_queue_create(
     const grpc_completion_queue_factory *factory, const grpc_completion_queue_attributes *attributes,
     void *reserved)
 {
     resolve();
     grpc_completion_queue *cq = real_cq_create(factory, attributes, reserved);
-    if (cq && attributes && attributes->cq_completion_type == GRPC_CQ_CALLBACK)
+    if (cq && attributes && attributes->cq_completion_type == GRPC_CQ_CALLBACK && surfacing())
         surface_callback_queue(cq, true);
     return cq;
 }
@@ -756,7 +761,7 @@ EXPORT grpc_completion_queue *grpc_completion_queue_create_for_callback(
 {
     resolve();
     grpc_completion_queue *cq = real_cq_create_for_callback(functor, reserved);
-    if (cq)
+    if (cq && surfacing())
         surface_callback_queue(cq, true);
     return cq;
 }

@@ -44,8 +44,7 @@ int surface_init(size_t max_calls)
     return err;
 }
 
-/* Callback queues are noted whatever the mode, as they are created (a C
- * server decides the mode when it starts, after making its queues). */
+/* The table of callback queues is made at the first one noted. */
 static void init_callback_queues(void)
 {
     ptrmap_init(&callback_queues, MAX_CALLBACK_QUEUES, sizeof(struct ptrmap_entry));
