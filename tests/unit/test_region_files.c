@@ -81,8 +81,10 @@ static void test_listing(void)
     struct region_file named, own;
     region_file_at(&named, s.want_named, 0);
     region_file_at(&own, NULL, s.want_pid);
-    close(make_region(named.path, 4));
-    close(make_region(own.path, 4));
+    /* held, as a process counting in them holds them: no other test's
+     * clean-up of leftovers removes them meanwhile */
+    int held[2] = {make_region(named.path, 4), make_region(own.path, 4)};
+    CHECK(flock(held[0], LOCK_SH) == 0 && flock(held[1], LOCK_SH) == 0);
     /* not regions: a temporary, and names that only look like them */
     static const char *const decoys[] = {"/dev/shm/.grpcprom.tmp.1.2", "/dev/shm/grpcprom.name..x",
                                          "/dev/shm/grpcprom.pid.0x12"};
@@ -96,6 +98,8 @@ static void test_listing(void)
         unlink(decoys[i]);
     unlink(named.path);
     unlink(own.path);
+    close(held[0]);
+    close(held[1]);
 }
 
 static void test_open_checks(void)
