@@ -30,6 +30,7 @@
 
 #include "encoding.h"
 #include "log.h"
+#include "process.h"
 #include "render.h"
 #include "tls_files.h"
 
@@ -193,7 +194,7 @@ static void render_page(int64_t now)
 {
     struct grpcprom_buf page = {0};
     struct MHD_Response *r = NULL;
-    if (grpcprom_render(page_region, &page) == 0)
+    if (grpcprom_render(page_region, &page) == 0 && process_render(&page) == 0)
         r = page_buffer_response(page.data, page.len, false);
     if (r == NULL) {
         grpcprom_buf_free(&page);

@@ -267,3 +267,37 @@ def test_prometheus_scrapes_the_page():
         prom.wait(timeout=30)
         s.stop()
         shutil.rmtree(workdir)
+
+
+def family_heads(text):
+    """{family: (its HELP line, its TYPE line)} of the process_* families."""
+    heads = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if line.startswith("# ") and len(parts) > 2 and parts[2].startswith("process_"):
+            heads.setdefault(parts[2], []).append(line)
+    return {k: tuple(v) for k, v in heads.items()}
+
+
+def test_process_families_are_client_golangs(go_reference):
+    """The page carries the process collector's families of a Go service,
+    with the same HELP and TYPE lines, and values that describe the server."""
+    go = go_reference()
+    s = Server("sync")
+    try:
+        _, _, go_page = http_get(go.full_url)
+        page = scrape(s.metrics_port)
+        assert family_heads(page) == family_heads(go_page)
+        samples = {k[0]: v for k, v in parse_page(page).items() if k[0].startswith("process_")}
+        pid = s.proc.pid
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        assert abs(samples["process_open_fds"] - fds) <= 2, (samples["process_open_fds"], fds)
+        limits = open("/proc/%d/limits" % pid).read()
+        assert "Max open files            %d" % samples["process_max_fds"] in limits
+        rss_kb = int([l for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS")][0].split()[1])
+        assert 0.8 < samples["process_resident_memory_bytes"] / (rss_kb * 1024) < 1.25
+        started = os.stat("/proc/%d" % pid).st_ctime
+        assert abs(samples["process_start_time_seconds"] - started) < 5
+        assert samples["process_cpu_seconds_total"] > 0
+    finally:
+        s.stop()
