@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define GRPCPROM_MAGIC "GRPCPRM1"
-#define GRPCPROM_LAYOUT_VERSION 4u
+#define GRPCPROM_LAYOUT_VERSION 5u
 #define GRPCPROM_MAX_BUCKETS 30   /* finite bounds; one more slot for +Inf */
 #define GRPCPROM_PATH_MAX 1024     /* longest :path that becomes a series */
 #define GRPCPROM_CODES 17
@@ -106,6 +106,8 @@ struct grpcprom_header {
     _Atomic uint32_t methods_used;  /* slots handed out; may run past the capacity */
     _Atomic int32_t page_pid;       /* the process serving the page of this region, 0: none */
     char page_listen[64];           /* where it serves ("ip:port"), written before page_pid */
+    char grpc_version[24];          /* the libgrpc core the writers count (grpc_version_string) */
+    char counting_mode[16];         /* how they count: "internals" or "public_api" */
     _Atomic uint64_t unknown_methods;   /* calls to paths nobody serves (Unimplemented) */
     _Atomic uint64_t calls_untracked;   /* calls the shim could not follow */
     _Atomic uint64_t overflow_calls[GRPCPROM_OVERFLOW_REASONS];

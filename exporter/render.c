@@ -489,6 +489,35 @@ static char *put_plain_counter(char *p, const char *name, const char *help, cons
     return p;
 }
 
+/* A label value from a text field of the region: up to its first NUL,
+ * letters, digits and ". _ + -" only, else "unknown" (a writer may be
+ * rewriting it, or the region be damaged). */
+static const char *region_text(const char *field, size_t size, char *out)
+{
+    size_t n = strnlen(field, size);
+    static const char allowed[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-";
+    memcpy(out, field, n);
+    out[n] = '\0';
+    return n > 0 && strspn(out, allowed) == n ? out : "unknown";
+}
+
+/* grpcprom_build_info, as go_info and the *_build_info of exporters: 1,
+ * labelled by this grpcprom's version and by what the region's writers
+ * count with. */
+static char *put_build_info(char *p, const struct grpcprom_header *h)
+{
+    char grpc[sizeof(h->grpc_version) + 1], mode[sizeof(h->counting_mode) + 1];
+    p = put_header(p, "grpcprom_build_info",
+                   "A metric with a constant '1' value labeled by the version of grpcprom, the "
+                   "version of the libgrpc core it counts and how it counts (internals or "
+                   "public_api).", "gauge");
+    return p + sprintf(p, "grpcprom_build_info{grpc_version=\"%s\",mode=\"%s\",version=\"%s\"} 1\n",
+                       region_text(h->grpc_version, sizeof(h->grpc_version), grpc),
+                       region_text(h->counting_mode, sizeof(h->counting_mode), mode),
+                       GRPCPROM_VERSION);
+}
+
 /* Copies each READY slot's path into the arena and lays out its labels once,
  * so the families below only copy bytes. A path that is no label text (the
  * shim never writes one) is left out: one bad value would fail the scrape.
@@ -600,8 +629,10 @@ int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
     p = put_method_counter(&pg, p, "grpc_server_started_total",
                            "Total number of RPCs started on the server.",
                            offsetof(struct grpcprom_totals, started));
+    p = put_build_info(p, h);
     p = put_plain_counter(p, "grpcprom_calls_untracked_total",
-                          "Calls the shim could not follow (call table full or unknown library layout).",
+                          "Calls the shim could not follow (call table full, a libgrpc layout it "
+                          "does not know, or calls the public-API mode cannot see).",
                           &h->calls_untracked);
     p = put_overflow_reasons(p, h);
     p = put_plain_counter(p, "grpcprom_unknown_method_calls_total",

@@ -182,6 +182,11 @@ static void become_server(void)
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
         return;
     }
+    /* What the page's grpcprom_build_info says (the last process to attach
+     * a shared region writes it: every one writes the same, normally). */
+    snprintf(region->grpc_version, sizeof(region->grpc_version), "%s", version);
+    snprintf(region->counting_mode, sizeof(region->counting_mode), "%s",
+             known ? "internals" : "public_api");
     declare_protoset_methods();
     pthread_atfork(NULL, NULL, tracker_forget_calls);
     if (known == NULL) {

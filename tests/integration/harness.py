@@ -209,6 +209,19 @@ def nonzero(series):
     return {k: v for k, v in series.items() if v}
 
 
+def project_version():
+    """The version meson.build gives the project."""
+    text = open(os.path.join(ROOT, "meson.build")).read()
+    return re.search(r"version\s*:\s*'([^']+)'", text).group(1)
+
+
+def build_info(samples):
+    """The labels of grpcprom_build_info, whose value must be 1."""
+    infos = [(dict(labels), v) for (name, labels), v in samples.items() if name == "grpcprom_build_info"]
+    assert len(infos) == 1 and infos[0][1] == 1, infos
+    return infos[0][0]
+
+
 def region_series(samples):
     """The series read from the region: all but the process_* families,
     which describe the process serving the page and move on their own."""

@@ -5,8 +5,8 @@
 # only, counted in grpcprom_calls_untracked_total, with one warning.
 import pytest
 
-from harness import (Server, echo_client, echo_series, expected_series, h2load_unary, nonzero,
-                     parse_page, scrape, wait_stable)
+from harness import (Server, build_info, echo_client, echo_series, expected_series, h2load_unary,
+                     nonzero, parse_page, project_version, scrape, wait_stable)
 
 PUBLIC = {"GRPCPROM_INTERNALS": "0", "GRPCPROM_LOG": "info"}
 MODE_LINE = "GRPCPROM_INTERNALS=0: counting through gRPC's public C API"
@@ -23,6 +23,8 @@ def test_the_public_api_counts_exactly(kind, tmp_path):
         result = echo_client.run_mix(s.target)
         page = wait_stable(s.metrics_port, idle=True)
         assert nonzero(echo_series(page)) == expected_series(result)
+        assert build_info(page) == {"grpc_version": "29.0.0", "mode": "public_api",
+                                    "version": project_version()}
         # and under load: 96 calls at once over 6 connections
         n = 3000
         h2load_unary(s.target, n, tmp_path)

@@ -12,7 +12,8 @@ from unittest import mock
 
 import pytest
 
-from harness import PROTOSET, ROOT, Server, echo_client, free_port, http_get, parse_page, scrape, wait_stable
+from harness import (PROTOSET, ROOT, Server, build_info, echo_client, free_port, http_get, parse_page,
+                     project_version, scrape, wait_stable)
 
 
 # Each server style, and the ones that declare too little of themselves
@@ -279,9 +280,10 @@ def family_heads(text):
     return {k: tuple(v) for k, v in heads.items()}
 
 
-def test_process_families_are_client_golangs(go_reference):
+def test_process_families_are_client_golangs_and_build_info_says_the_mode(go_reference):
     """The page carries the process collector's families of a Go service,
-    with the same HELP and TYPE lines, and values that describe the server."""
+    with the same HELP and TYPE lines, and values that describe the server;
+    and grpcprom_build_info, as go_info, names what counts."""
     go = go_reference()
     s = Server("sync")
     try:
@@ -299,5 +301,7 @@ def test_process_families_are_client_golangs(go_reference):
         started = os.stat("/proc/%d" % pid).st_ctime
         assert abs(samples["process_start_time_seconds"] - started) < 5
         assert samples["process_cpu_seconds_total"] > 0
+        assert build_info(parse_page(page)) == {"grpc_version": "29.0.0", "mode": "internals",
+                                                "version": project_version()}
     finally:
         s.stop()

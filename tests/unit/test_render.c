@@ -218,7 +218,10 @@ static const char full_page[] =
     "# TYPE grpc_server_started_total counter\n"
     "grpc_server_started_total{grpc_method=\"Bidi\",grpc_service=\"grpcprom.test.Echo\",grpc_type=\"bidi_stream\"} 0\n"
     "grpc_server_started_total{grpc_method=\"Unary\",grpc_service=\"grpcprom.test.Echo\",grpc_type=\"unary\"} 3\n"
-    "# HELP grpcprom_calls_untracked_total Calls the shim could not follow (call table full or unknown library layout).\n"
+    "# HELP grpcprom_build_info A metric with a constant '1' value labeled by the version of grpcprom, the version of the libgrpc core it counts and how it counts (internals or public_api).\n"
+    "# TYPE grpcprom_build_info gauge\n"
+    "grpcprom_build_info{grpc_version=\"29.0.0\",mode=\"internals\",version=\"" GRPCPROM_VERSION "\"} 1\n"
+    "# HELP grpcprom_calls_untracked_total Calls the shim could not follow (call table full, a libgrpc layout it does not know, or calls the public-API mode cannot see).\n"
     "# TYPE grpcprom_calls_untracked_total counter\n"
     "grpcprom_calls_untracked_total 4\n"
     "# HELP grpcprom_overflow_calls_total Calls counted under grpc_service=\"_OTHER\" instead of a series of their own, by reason.\n"
@@ -231,9 +234,27 @@ static const char full_page[] =
     "# TYPE grpcprom_unknown_method_calls_total counter\n"
     "grpcprom_unknown_method_calls_total 6\n";
 
+/* The writers' texts in grpcprom_build_info: what cannot be a plain label
+ * value (a quote, bytes being rewritten) is "unknown". */
+static void test_build_info_texts(void)
+{
+    struct grpcprom_header *h = make_region(1, 11);
+    memset(h->grpc_version, 'a', sizeof(h->grpc_version)); /* no NUL: as long as the field */
+    snprintf(h->counting_mode, sizeof(h->counting_mode), "in\"ternals");
+    struct grpcprom_buf out = {0};
+    CHECK_INT(grpcprom_render(h, &out), 0);
+    char want[128];
+    snprintf(want, sizeof(want), "\ngrpcprom_build_info{grpc_version=\"%.*s\",mode=\"unknown\",",
+             (int)sizeof(h->grpc_version), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    CHECK(out.data && strstr(out.data, want) != NULL);
+    grpcprom_buf_free(&out);
+}
+
 static void test_full_page(void)
 {
     struct grpcprom_header *h = make_region(4, 11);
+    snprintf(h->grpc_version, sizeof(h->grpc_version), "29.0.0");
+    snprintf(h->counting_mode, sizeof(h->counting_mode), "internals");
     struct grpcprom_method *u = add_slot(h, 0, "/grpcprom.test.Echo/Unary", 0, GRPCPROM_SLOT_READY);
     SET(h, u, started, 3);
     SET(h, u, msg_received, 3);
@@ -284,7 +305,10 @@ static void test_empty_region(void)
                   "# TYPE grpc_server_msg_sent_total counter\n"
                   "# HELP grpc_server_started_total Total number of RPCs started on the server.\n"
                   "# TYPE grpc_server_started_total counter\n"
-                  "# HELP grpcprom_calls_untracked_total Calls the shim could not follow (call table full or unknown library layout).\n"
+                  "# HELP grpcprom_build_info A metric with a constant '1' value labeled by the version of grpcprom, the version of the libgrpc core it counts and how it counts (internals or public_api).\n"
+                  "# TYPE grpcprom_build_info gauge\n"
+                  "grpcprom_build_info{grpc_version=\"unknown\",mode=\"unknown\",version=\"" GRPCPROM_VERSION "\"} 1\n"
+                  "# HELP grpcprom_calls_untracked_total Calls the shim could not follow (call table full, a libgrpc layout it does not know, or calls the public-API mode cannot see).\n"
                   "# TYPE grpcprom_calls_untracked_total counter\n"
                   "grpcprom_calls_untracked_total 0\n"
                   "# HELP grpcprom_overflow_calls_total Calls counted under grpc_service=\"_OTHER\" instead of a series of their own, by reason.\n"
@@ -740,6 +764,7 @@ int main(void)
 {
     test_format_double();
     test_full_page();
+    test_build_info_texts();
     test_empty_region();
     test_order();
     test_registered();
