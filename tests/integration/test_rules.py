@@ -100,3 +100,17 @@ def test_every_dashboard_query_returns_data(prometheus):
         status, _, body = http_get("http://127.0.0.1:%d/api/v1/label/%s/values?match[]=%s"
                                    % (prometheus, label, urllib.parse.quote(match)))
         assert status == 200 and json.loads(body)["data"], (label, body)
+
+
+def test_the_readmes_scrape_configs_are_valid(tmp_path):
+    """The scrape jobs the README gives, as promtool reads a prometheus.yml."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    blocks = [b.split("\n", 1)[1] for b in readme.split("```yaml")[1:]]
+    configs = [b.split("```", 1)[0] for b in blocks
+               if b.lstrip().startswith("scrape_configs:") and "kubernetes_sd_configs" in b]
+    assert len(configs) == 1, configs
+    config = tmp_path / "prometheus.yml"
+    config.write_text(configs[0])
+    check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+    assert configs[0].count("job_name:") == 3
