@@ -41,8 +41,8 @@ DASHBOARD = os.path.join(ROOT, "contrib", "grafana", "grpcprom-dashboard.json")
 @pytest.fixture(scope="module")
 def prometheus():
     """A real Prometheus with the rules, scraping a shimmed async server
-    every second while the mix runs on it; yields its port once a rate over
-    a few scrapes exists."""
+    every second while the mix runs on it; yields its port once the rates
+    recorded over a few scrapes are above 0."""
     s = Server("async")
     prom_port = free_port()
     workdir = tempfile.mkdtemp(prefix="grpcprom-rules-")
@@ -60,7 +60,8 @@ def prometheus():
         while time.time() < deadline:
             echo_client.run_mix(s.target)
             try:
-                if query(prom_port, 'grpc_server:handling_seconds:p99_5m{grpc_method="Unary"}'):
+                if query(prom_port, 'grpc_server:started:rate5m{grpc_method="Unary"} > 0') and \
+                        query(prom_port, 'grpc_server:handling_seconds:p99_5m{grpc_method="Unary"} > 0'):
                     break
             except OSError:
                 pass
@@ -103,14 +104,27 @@ def test_every_dashboard_query_returns_data(prometheus):
 
 
 def test_the_readmes_scrape_configs_are_valid(tmp_path):
-    """The scrape jobs the README gives, as promtool reads a prometheus.yml."""
+    """The scrape jobs the README gives: promtool reads the static and
+    file_sd ones as a prometheus.yml (Debian's Prometheus is built without
+    Kubernetes discovery); the pods job's relabelling turns a pod's address
+    and port annotation into the page's address."""
+    import re
+    import yaml
     readme = open(os.path.join(ROOT, "README.md")).read()
-    blocks = [b.split("\n", 1)[1] for b in readme.split("```yaml")[1:]]
-    configs = [b.split("```", 1)[0] for b in blocks
-               if b.lstrip().startswith("scrape_configs:") and "kubernetes_sd_configs" in b]
-    assert len(configs) == 1, configs
+    blocks = [b.split("\n", 1)[1].split("```", 1)[0] for b in readme.split("```yaml")[1:]]
+    configs = [yaml.safe_load(b) for b in blocks if "kubernetes_sd_configs" in b]
+    assert len(configs) == 1, blocks
+    jobs = {job["job_name"]: job for job in configs[0]["scrape_configs"]}
+    assert set(jobs) == {"grpc-static", "grpc-files", "grpc-pods"}
+    checked = {"scrape_configs": [jobs["grpc-static"], jobs["grpc-files"]]}
     config = tmp_path / "prometheus.yml"
-    config.write_text(configs[0])
+    config.write_text(yaml.safe_dump(checked))
     check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
     assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
-    assert configs[0].count("job_name:") == 3
+
+    pods = jobs["grpc-pods"]
+    assert pods["kubernetes_sd_configs"] == [{"role": "pod"}]
+    address = [r for r in pods["relabel_configs"] if r.get("target_label") == "__address__"][0]
+    joined = ";".join(["10.1.2.3:8080", "9091"])  # __address__;the port annotation
+    m = re.fullmatch(address["regex"], joined)  # Prometheus anchors its regexes
+    assert m and m.expand(address["replacement"].replace("$", "\\")) == "10.1.2.3:9091"
