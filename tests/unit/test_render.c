@@ -248,6 +248,7 @@ static void test_build_info_texts(void)
              (int)sizeof(h->grpc_version), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
     CHECK(out.data && strstr(out.data, want) != NULL);
     grpcprom_buf_free(&out);
+    free(h);
 }
 
 static void test_full_page(void)
