@@ -1,4 +1,5 @@
 # harness.py: starts the test servers under the shim and reads their pages.
+import contextlib
 import json
 import os
 import random
@@ -252,33 +253,51 @@ def wait_stable(port, settle=0.3, timeout=10.0, idle=False):
                          % (timeout, ", %d calls in flight" % in_flight(last) if idle else ""))
 
 
-def prometheus_up(metrics_port, job_extra="", timeout=40):
-    """Lets a real Prometheus scrape the page every second, with `job_extra`
-    (YAML lines of the scrape job, such as credentials); returns the value of
-    its up series for the job ("1", "0"), or None if it never had one."""
+def prom_query(prom_port, expr):
+    """The result of an instant query on a Prometheus."""
+    status, _, body = http_get("http://127.0.0.1:%d/api/v1/query?query=%s"
+                               % (prom_port, urllib.parse.quote(expr)))
+    assert status == 200, body
+    return json.loads(body)["data"]["result"]
+
+
+@contextlib.contextmanager
+def running_prometheus(metrics_port, job_extra="", rule_files=()):
+    """A real Prometheus scraping the page every second as job "grpc" (with
+    `job_extra`, YAML lines of the scrape job such as credentials), and
+    evaluating `rule_files` every second; yields its port."""
     prom_port = free_port()
     workdir = tempfile.mkdtemp(prefix="grpcprom-prom-")
     config = os.path.join(workdir, "prometheus.yml")
     with open(config, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: grpc\n%s"
-                "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % (job_extra, metrics_port))
+        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "rule_files: [%s]\n"
+                "scrape_configs:\n  - job_name: grpc\n%s"
+                "    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
+                % (", ".join("'%s'" % r for r in rule_files), job_extra, metrics_port))
     prom = subprocess.Popen(["prometheus", "--config.file=" + config, "--storage.tsdb.path=" + workdir,
                              "--web.listen-address=127.0.0.1:%d" % prom_port],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            time.sleep(1)
-            try:
-                status, _, body = http_get("http://127.0.0.1:%d/api/v1/query?query=%s"
-                                           % (prom_port, urllib.parse.quote('up{job="grpc"}')))
-            except OSError:
-                continue
-            result = json.loads(body)["data"]["result"] if status == 200 else []
-            if result:
-                return result[0]["value"][1]
-        return None
+        yield prom_port
     finally:
         prom.terminate()
         prom.wait(timeout=30)
         shutil.rmtree(workdir)
+
+
+def prometheus_up(metrics_port, job_extra="", timeout=40):
+    """Lets a real Prometheus scrape the page every second, with `job_extra`;
+    returns the value of its up series for the job ("1", "0"), or None if it
+    never had one."""
+    with running_prometheus(metrics_port, job_extra) as prom_port:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            time.sleep(1)
+            try:
+                result = prom_query(prom_port, 'up{job="grpc"}')
+            except (OSError, AssertionError):
+                continue
+            if result:
+                return result[0]["value"][1]
+        return None

@@ -1,19 +1,17 @@
 # test_reference.py: the shim's page against the real go-grpc-prometheus
 # serving the same proto with the same mix, and against Prometheus' own
 # tools: promtool's linter and a real scrape.
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-import urllib.parse
 from unittest import mock
 
 import pytest
 
-from harness import (PROTOSET, ROOT, Server, build_info, echo_client, free_port, http_get, parse_page,
-                     project_version, scrape, wait_stable)
+from harness import (PROTOSET, ROOT, Server, build_info, echo_client, http_get, parse_page,
+                     project_version, prom_query, running_prometheus, scrape, wait_stable)
 
 
 # Each server style, and the ones that declare too little of themselves
@@ -227,47 +225,30 @@ def test_promtool_accepts_the_page():
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def query(prom_port, expr):
-    status, _, body = http_get("http://127.0.0.1:%d/api/v1/query?query=%s" % (prom_port, urllib.parse.quote(expr)))
-    assert status == 200, body
-    return json.loads(body)["data"]["result"]
-
-
 def test_prometheus_scrapes_the_page():
     s = Server("async")
-    prom_port = free_port()
-    workdir = tempfile.mkdtemp(prefix="grpcprom-prom-")
-    config = os.path.join(workdir, "prometheus.yml")
-    with open(config, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n"
-                "  - job_name: grpc\n    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % s.metrics_port)
-    prom = subprocess.Popen(["prometheus", "--config.file=" + config, "--storage.tsdb.path=" + workdir,
-                             "--web.listen-address=127.0.0.1:%d" % prom_port],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        echo_client.run_mix(s.target)
-        up, quantile, started = [], [], []
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            time.sleep(1)
-            try:
-                up = query(prom_port, 'up{job="grpc"}')
-                quantile = query(prom_port, 'histogram_quantile(0.9, grpc_server_handling_seconds_bucket'
-                                            '{grpc_method="Unary"})')
-                started = query(prom_port, 'sum(grpc_server_started_total{grpc_method="Unary"})')
-            except OSError:
-                continue
-            if up and up[0]["value"][1] == "1" and quantile and started and started[0]["value"][1] == "10":
-                break
-        assert up and up[0]["value"][1] == "1"
-        value = float(quantile[0]["value"][1])
-        assert 0 < value <= 10
-        assert started[0]["value"][1] == "10"
+        with running_prometheus(s.metrics_port) as prom_port:
+            echo_client.run_mix(s.target)
+            up, quantile, started = [], [], []
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                time.sleep(1)
+                try:
+                    up = prom_query(prom_port, 'up{job="grpc"}')
+                    quantile = prom_query(prom_port, 'histogram_quantile(0.9, grpc_server_handling_seconds_bucket'
+                                                     '{grpc_method="Unary"})')
+                    started = prom_query(prom_port, 'sum(grpc_server_started_total{grpc_method="Unary"})')
+                except OSError:
+                    continue
+                if up and up[0]["value"][1] == "1" and quantile and started and started[0]["value"][1] == "10":
+                    break
+            assert up and up[0]["value"][1] == "1"
+            value = float(quantile[0]["value"][1])
+            assert 0 < value <= 10
+            assert started[0]["value"][1] == "10"
     finally:
-        prom.terminate()
-        prom.wait(timeout=30)
         s.stop()
-        shutil.rmtree(workdir)
 
 
 def family_heads(text):

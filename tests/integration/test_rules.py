@@ -4,15 +4,13 @@
 # query of the Grafana dashboard of contrib/grafana/ returns data there.
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.parse
 
 import pytest
 
-from harness import ROOT, Server, echo_client, free_port, http_get
+from harness import ROOT, Server, echo_client, http_get, prom_query, running_prometheus
 
 RULES = os.path.join(ROOT, "contrib", "prometheus", "grpcprom.rules.yml")
 RULE_TESTS = os.path.join(ROOT, "tests", "prometheus", "grpcprom.rules.test.yml")
@@ -28,13 +26,6 @@ def test_promtool_unit_tests_of_the_rules_pass():
     assert run.returncode == 0 and "SUCCESS" in run.stdout, run.stdout + run.stderr
 
 
-def query(prom_port, expr):
-    status, _, body = http_get("http://127.0.0.1:%d/api/v1/query?query=%s"
-                               % (prom_port, urllib.parse.quote(expr)))
-    assert status == 200, body
-    return json.loads(body)["data"]["result"]
-
-
 DASHBOARD = os.path.join(ROOT, "contrib", "grafana", "grpcprom-dashboard.json")
 
 
@@ -44,40 +35,27 @@ def prometheus():
     every second while the mix runs on it; yields its port once the rates
     recorded over a few scrapes are above 0."""
     s = Server("async")
-    prom_port = free_port()
-    workdir = tempfile.mkdtemp(prefix="grpcprom-rules-")
-    config = os.path.join(workdir, "prometheus.yml")
-    with open(config, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                "rule_files: ['%s']\n"
-                "scrape_configs:\n  - job_name: grpc\n    static_configs:\n"
-                "      - targets: ['127.0.0.1:%d']\n" % (RULES, s.metrics_port))
-    prom = subprocess.Popen(["prometheus", "--config.file=" + config, "--storage.tsdb.path=" + workdir,
-                             "--web.listen-address=127.0.0.1:%d" % prom_port],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            echo_client.run_mix(s.target)
-            try:
-                if query(prom_port, 'grpc_server:started:rate5m{grpc_method="Unary"} > 0') and \
-                        query(prom_port, 'grpc_server:handling_seconds:p99_5m{grpc_method="Unary"} > 0'):
-                    break
-            except OSError:
-                pass
-        yield prom_port
+        with running_prometheus(s.metrics_port, rule_files=[RULES]) as prom_port:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                echo_client.run_mix(s.target)
+                try:
+                    if prom_query(prom_port, 'grpc_server:started:rate5m{grpc_method="Unary"} > 0') and \
+                            prom_query(prom_port, 'grpc_server:handling_seconds:p99_5m{grpc_method="Unary"} > 0'):
+                        break
+                except OSError:
+                    pass
+            yield prom_port
     finally:
-        prom.terminate()
-        prom.wait(timeout=30)
-        shutil.rmtree(workdir)
         s.stop()
 
 
 def test_a_real_prometheus_records_every_rule(prometheus):
     for name in ("grpc_server:started:rate5m", "grpc_server:handled:rate5m", "grpc_server:in_flight",
                  "grpc_server:error_ratio:rate5m", "grpc_server:handling_seconds:p99_5m"):
-        assert query(prometheus, '%s{job="grpc",grpc_method="Unary"}' % name), name
-    assert float(query(prometheus, 'grpc_server:started:rate5m{grpc_method="Unary"}')[0]["value"][1]) > 0
+        assert prom_query(prometheus, '%s{job="grpc",grpc_method="Unary"}' % name), name
+    assert float(prom_query(prometheus, 'grpc_server:started:rate5m{grpc_method="Unary"}')[0]["value"][1]) > 0
 
 
 def dashboard_queries():
@@ -94,7 +72,7 @@ def test_every_dashboard_query_returns_data(prometheus):
     for title, expr in queries:
         promql = (expr.replace("$__rate_interval", "1m").replace("$job", "grpc")
                   .replace("$service", ".*"))
-        assert query(prometheus, promql), "%s: no data for %s" % (title, promql)
+        assert prom_query(prometheus, promql), "%s: no data for %s" % (title, promql)
     # the variables' own queries: label_values(grpc_server_started_total, job), then grpc_service
     for label, match in (("job", "grpc_server_started_total"),
                          ("grpc_service", 'grpc_server_started_total{job="grpc"}')):
