@@ -166,6 +166,27 @@ struct grpcprom_header *region_file_map(int fd, bool writable, size_t *size, con
     return h;
 }
 
+enum region_attach region_file_attach(const char *path, bool writable,
+                                      struct grpcprom_header **out, const char **why)
+{
+    int fd = region_file_open(path, writable, why);
+    if (fd < 0)
+        return errno == ENOENT ? REGION_MISSING : REGION_UNUSABLE;
+    size_t size;
+    struct grpcprom_header *h = region_file_map(fd, writable, &size, why);
+    if (h == NULL) {
+        close(fd);
+        return REGION_UNUSABLE;
+    }
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0 && region_file_is(path, fd)) {
+        *out = h;
+        return REGION_ATTACHED;
+    }
+    munmap(h, size);
+    close(fd);
+    return REGION_REMOVED;
+}
+
 struct grpcprom_header *region_file_copy(int fd, size_t *size, const char **why)
 {
     struct grpcprom_header h;

@@ -62,6 +62,22 @@ int region_file_check(const struct grpcprom_header *h, size_t size, const char *
  * with *why. Its size in *size. */
 struct grpcprom_header *region_file_map(int fd, bool writable, size_t *size, const char **why);
 
+/* What region_file_attach found. */
+enum region_attach {
+    REGION_ATTACHED,   /* mapped and locked shared: in use while its fd stays open */
+    REGION_MISSING,    /* no file of that name */
+    REGION_REMOVED,    /* a `grpcprom gc` is removing it: look again */
+    REGION_UNUSABLE,   /* refused, *why says why */
+};
+
+/* Opens, checks and maps (writable or read-only) the region file `path`,
+ * then takes a shared lock on it and checks the name still leads to it,
+ * keeping its fd open for good on success: the lock says the region is in
+ * use, and `grpcprom gc` (which removes a region only under the exclusive
+ * lock) leaves it. */
+enum region_attach region_file_attach(const char *path, bool writable,
+                                      struct grpcprom_header **out, const char **why);
+
 /* A copy of the region in `fd`, checked: what `grpcprom` renders, so that
  * nothing another process writes can change the sizes it checked. NULL
  * with *why. Free it with free(). */

@@ -10,9 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -315,30 +312,22 @@ static const struct grpcprom_header *map_for_serving(const char *name)
     bool said = false;
     for (;;) {
         const char *why;
-        int fd = region_file_open(f.path, false, &why);
-        if (fd < 0 && errno == ENOENT) {
+        struct grpcprom_header *h;
+        switch (region_file_attach(f.path, false, &h, &why)) {
+        case REGION_ATTACHED:
+            return h;
+        case REGION_UNUSABLE:
+            refused(f.path, why);
+            return NULL;
+        case REGION_MISSING:
             if (!said)
                 fprintf(stderr, "grpcprom: waiting for region %s to be created\n", name);
             said = true;
-            sleep(1);
-            continue;
+            break;
+        case REGION_REMOVED: /* a `grpcprom gc` is removing it: the next one is the one to serve */
+            break;
         }
-        if (fd < 0) {
-            refused(f.path, why);
-            return NULL;
-        }
-        size_t size;
-        const struct grpcprom_header *h = region_file_map(fd, false, &size, &why);
-        if (h == NULL) {
-            refused(f.path, why);
-            close(fd);
-            return NULL;
-        }
-        if (flock(fd, LOCK_SH | LOCK_NB) == 0 && region_file_is(f.path, fd))
-            return h; /* fd stays open: the lock is held until exit */
-        munmap((void *)h, size);
-        close(fd);
-        sleep(1); /* a `grpcprom gc` is removing it: the next one is the one to serve */
+        sleep(1);
     }
 }
 

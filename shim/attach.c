@@ -101,32 +101,6 @@ static int create_file(const char *path, const struct grpcprom_header *plan, con
     return -1;
 }
 
-enum existing { EXISTING_MAPPED, EXISTING_MISSING, EXISTING_REMOVED, EXISTING_UNUSABLE };
-
-/* Maps an existing region file for counting (its settings win), keeping
- * its fd open for good: the lock on it says the region is in use. *why
- * says what makes it unusable. */
-static enum existing map_existing(const char *path, struct grpcprom_header **out, const char **why)
-{
-    int fd = region_file_open(path, true, why);
-    if (fd < 0)
-        return errno == ENOENT ? EXISTING_MISSING : EXISTING_UNUSABLE;
-    size_t size;
-    struct grpcprom_header *h = region_file_map(fd, true, &size, why);
-    if (h == NULL) {
-        close(fd);
-        return EXISTING_UNUSABLE;
-    }
-    /* Locked shared while no `grpcprom gc` holds it, and still the file of that name. */
-    if (flock(fd, LOCK_SH | LOCK_NB) == 0 && region_file_is(path, fd)) {
-        *out = h;
-        return EXISTING_MAPPED;
-    }
-    munmap(h, size);
-    close(fd);
-    return EXISTING_REMOVED;
-}
-
 static bool same_settings(const struct grpcprom_header *h, const double *bounds,
                           unsigned bucket_count, unsigned method_capacity)
 {
@@ -194,14 +168,14 @@ struct grpcprom_header *attach_region(const char *name, const double *bounds,
         if (f.pid == 0) {
             struct grpcprom_header *h = NULL;
             const char *why = NULL;
-            enum existing found = map_existing(f.path, &h, &why);
-            if (found == EXISTING_MAPPED) {
+            enum region_attach found = region_file_attach(f.path, true, &h, &why);
+            if (found == REGION_ATTACHED) {
                 if (!same_settings(h, bounds, bucket_count, method_capacity))
                     log_msg(LOG_WARN, "GRPCPROM_SHM=%s was created with other GRPCPROM_BUCKETS or "
                                       "GRPCPROM_MAX_METHODS: the region's settings are used", name);
                 return h;
             }
-            if (found == EXISTING_UNUSABLE) {
+            if (found == REGION_UNUSABLE) {
                 fallback_said(f.path, why);
                 return store_create(bounds, bucket_count, method_capacity);
             }
