@@ -240,16 +240,17 @@ bool region_file_remove_if_unused(const struct region_file *f)
     return removed;
 }
 
-int64_t region_file_start_time(const struct region_file *f)
+bool region_file_header(const struct region_file *f, struct grpcprom_header *h, uid_t *owner)
 {
-    struct grpcprom_header h;
     int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    int64_t start = 0;
-    if (fd >= 0 && pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h))
-        start = h.start_time_unix_ns;
+    struct stat st;
+    bool read_whole = fd >= 0 && fstat(fd, &st) == 0 &&
+                      pread(fd, h, sizeof(*h), 0) == (ssize_t)sizeof(*h);
     if (fd >= 0)
         close(fd);
-    return start;
+    if (read_whole)
+        *owner = st.st_uid;
+    return read_whole;
 }
 
 bool region_file_is(const char *path, int fd)

@@ -88,8 +88,9 @@ struct grpcprom_header *region_file_copy(int fd, size_t *size, const char **why)
  * process attaches to it as it goes. */
 bool region_file_remove_if_unused(const struct region_file *f);
 
-/* When the region in file `f` was created (its header's start time), or 0. */
-int64_t region_file_start_time(const struct region_file *f);
+/* The header of the region file `f`, unchecked (only its plain fields
+ * may be used), and the file's owner; false when it cannot be read. */
+bool region_file_header(const struct region_file *f, struct grpcprom_header *h, uid_t *owner);
 
 /* True when `path` still names the file open in `fd`: after a lock was
  * taken, that no `grpcprom gc` removed it meanwhile. */

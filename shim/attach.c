@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,7 +127,9 @@ static int note_leftover(const struct region_file *f, void *ctx)
     struct leftover item = {.file = *f};
     if (f->pid == 0 || f->pid == own_pid || process_alive(f->pid))
         return 0;
-    item.start_ns = region_file_start_time(f);
+    struct grpcprom_header h;
+    uid_t owner;
+    item.start_ns = region_file_header(f, &h, &owner) ? h.start_time_unix_ns : 0;
     unsigned at = l->count;
     while (at > 0 && l->newest[at - 1].start_ns < item.start_ns) {
         l->newest[at] = l->newest[at - 1];
@@ -217,20 +218,15 @@ struct page_search {
 static int find_page_server(const struct region_file *f, void *ctx)
 {
     struct page_search *s = ctx;
-    int fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     struct grpcprom_header h;
-    struct stat st;
-    if (fd < 0)
-        return 0;
+    uid_t owner;
     /* only this user's regions: another user's header could name anyone */
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
-        pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.page_pid > 0 &&
+    if (region_file_header(f, &h, &owner) && owner == geteuid() && h.page_pid > 0 &&
         h.page_pid != getpid() && process_alive(h.page_pid) &&
         strncmp(h.page_listen, s->listen, sizeof(h.page_listen)) == 0) {
         s->pid = h.page_pid;
         snprintf(s->name, sizeof(s->name), "%s", f->name);
     }
-    close(fd);
     return s->pid != 0;
 }
 
