@@ -45,6 +45,9 @@ SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
+GIVEN_PORTS = set()  # by free_port, in this run: never handed out twice
+
+
 def free_port():
     """A free port below the kernel's ephemeral range, so that no server
     binding port 0 (as every test server's gRPC port does) can be handed it
@@ -52,11 +55,14 @@ def free_port():
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     while True:
         port = random.randrange(max(1024, low - 12000), low)
+        if port in GIVEN_PORTS:  # free now, but a test may be about to bind it
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            GIVEN_PORTS.add(port)
             return port
 
 
