@@ -37,13 +37,13 @@ def gunzip(body):
     return text
 
 
-def same_rendering(port, encodings):
+def same_rendering(port, encodings, methods=("GET", "GET")):
     """Sends one request per Accept-Encoding list in `encodings` at once, so
     that they share one rendering (within 100 ms): [(status, headers, body)]."""
     socks = []
-    for values in encodings:
+    for values, method in zip(encodings, methods):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(("GET /metrics HTTP/1.1\r\nHost: x\r\n" +
+        s.sendall(("%s /metrics HTTP/1.1\r\nHost: x\r\n" % method +
                    "".join("Accept-Encoding: %s\r\n" % v for v in values) + "\r\n").encode())
         socks.append(s)
     out = []
@@ -153,14 +153,17 @@ def test_accept_encoding_is_negotiated(server, values, gzipped):
 
 @pytest.mark.parametrize("values", [[], ["gzip"], ["gzip;q=0"]])
 def test_head_has_the_headers_of_get(server, values):
-    """The idle server renders the same page each time: HEAD must announce
-    exactly what GET sends, and no body."""
-    status, head, body = request(server.metrics_port, "HEAD", values)
-    assert status == 200 and body == b""
-    status, get, _ = request(server.metrics_port, "GET", values)
-    assert status == 200
-    head.pop("date", None)
-    get.pop("date", None)
+    """HEAD must announce exactly what GET sends, and no body. The process_*
+    lines change between renderings, so both requests go at once to share
+    one; a slow rendering may still split them, hence up to three tries."""
+    for _ in range(3):
+        (hs, head, body), (gs, get, _) = same_rendering(
+            server.metrics_port, [values, values], ["HEAD", "GET"])
+        assert hs == 200 and gs == 200 and body == b""
+        head.pop("date", None)
+        get.pop("date", None)
+        if head == get:
+            break
     assert head == get
     assert ("content-encoding" in head) == (values == ["gzip"])
 
