@@ -1,4 +1,5 @@
-// Test client in C++: holds thousands of calls open, calls arbitrary paths, runs a small mix; prints what it saw as JSON.
+// Test client in C++: holds thousands of calls open, calls arbitrary paths, runs a small mix or the
+// client scenario; prints what it saw as JSON.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -263,10 +264,115 @@ static int Mix(const std::string& target) {
   return 0;
 }
 
+// ---- --scenario: the client scenario (as tests/go_reference/client/main.go), blocking stub.
+
+// [step, code] in the order the steps ran.
+static std::vector<std::pair<std::string, std::string>> g_steps;
+
+static void Step(const char* step, const grpc::Status& s) { g_steps.emplace_back(step, CodeName(s)); }
+
+// One Unary call with a deadline in ms.
+static void ScUnary(const char* step, Echo::Stub* stub, const EchoRequest& req, int deadline_ms) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(deadline_ms));
+  EchoReply rep;
+  Step(step, stub->Unary(&ctx, req, &rep));
+}
+
+// A ServerStream call read to its end.
+static void ScServerStream(const char* step, Echo::Stub* stub, const EchoRequest& req,
+                           int deadline_ms) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(deadline_ms));
+  auto reader = stub->ServerStream(&ctx, req);
+  EchoReply rep;
+  while (reader->Read(&rep)) {
+  }
+  Step(step, reader->Finish());
+}
+
+// A ClientStream call: the requests (up to the first failed write), then close and finish.
+static void ScClientStream(const char* step, Echo::Stub* stub, const std::vector<EchoRequest>& reqs) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(10000));
+  EchoReply rep;
+  auto writer = stub->ClientStream(&ctx, &rep);
+  for (const auto& r : reqs)
+    if (!writer->Write(r)) break;
+  writer->WritesDone();
+  Step(step, writer->Finish());
+}
+
+// A Bidi call: each (request, replies to read) in turn; then half-close if
+// asked, or cancel after `cancel_at` steps; then read to the end and finish.
+static void ScBidi(const char* step, Echo::Stub* stub, int deadline_ms, bool writes_done,
+                   int cancel_at, const std::vector<std::pair<EchoRequest, int>>& steps) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(deadline_ms));
+  auto stream = stub->Bidi(&ctx);
+  EchoReply rep;
+  bool open = true;
+  for (size_t i = 0; i < steps.size() && open; i++) {
+    open = stream->Write(steps[i].first);
+    for (int n = 0; n < steps[i].second && open; n++) open = stream->Read(&rep);
+    if (cancel_at == static_cast<int>(i) + 1) ctx.TryCancel();
+  }
+  if (open && writes_done) stream->WritesDone();
+  while (stream->Read(&rep)) {
+  }
+  Step(step, stream->Finish());
+}
+
+static int Scenario(const std::string& target, const std::string& silent, const std::string& down) {
+  auto channel = NewChannel(target, 0);
+  auto stub = Echo::NewStub(channel);
+  for (int i = 0; i < 3; i++) ScUnary("unary ok", stub.get(), R(0, 0, 0), 10000);
+  ScUnary("unary not found", stub.get(), R(5, 0, 0), 10000);
+  ScServerStream("server stream ok", stub.get(), R(0, 0, 3), 10000);
+  ScServerStream("server stream aborted", stub.get(), R(10, 0, 2), 10000);
+  ScClientStream("client stream ok", stub.get(), {R(0, 0, 0), R(0, 0, 0), R(0, 0, 0)});
+  ScClientStream("client stream invalid argument", stub.get(), {R(0, 0, 0), R(3, 0, 0)});
+  ScBidi("bidi ok", stub.get(), 10000, true, 0, {{R(0, 0, 1), 1}, {R(0, 0, 2), 2}});
+  ScBidi("bidi internal", stub.get(), 10000, false, 0, {{R(13, 0, 0), 0}});
+
+  // Each call to the silent and the down server on a channel of its own.
+  int id = 1;
+  auto fresh = [&id](const std::string& addr) { return Echo::NewStub(NewChannel(addr, id++)); };
+  ScUnary("silent unary", fresh(silent).get(), R(0, 0, 0), 300);
+  ScServerStream("silent server stream", fresh(silent).get(), R(0, 0, 1), 300);
+  ScUnary("down unary", fresh(down).get(), R(0, 0, 0), 10000);
+  ScServerStream("down server stream", fresh(down).get(), R(0, 0, 1), 10000);
+  ScClientStream("down client stream", fresh(down).get(), {R(0, 0, 0)});
+  ScBidi("down bidi", fresh(down).get(), 10000, false, 0, {{R(0, 0, 0), 0}});
+
+  ScUnary("unary past deadline", stub.get(), R(0, 0, 0), -1000);
+  ScServerStream("server stream deadline", stub.get(), R(0, 2000, 3), 300);
+  ScBidi("bidi deadline", stub.get(), 300, false, 0, {{R(0, 2000, 1), 1}});
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10000));
+    std::thread canceller([&ctx] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      ctx.TryCancel();
+    });
+    EchoReply rep;
+    grpc::Status s = stub->Unary(&ctx, R(0, 2000, 0), &rep);
+    canceller.join();
+    Step("unary cancelled", s);
+  }
+  ScBidi("bidi cancelled", stub.get(), 10000, false, 1, {{R(0, 0, 1), 1}});
+
+  std::string out = "[";
+  for (const auto& st : g_steps)
+    out += (out.size() > 1 ? ", [\"" : "[\"") + st.first + "\", \"" + st.second + "\"]";
+  printf("%s]\n", out.c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
-  std::string target, path, request = FromHex("220178");  // EchoRequest{text: "x"}
+  std::string target, silent, down, path, request = FromHex("220178");  // EchoRequest{text: "x"}
   int hold = 0, channels = 1, count = 1, deadline_ms = 10000;
-  bool mix = false, have_path = false;
+  bool mix = false, scenario = false, have_path = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     bool more = i + 1 < argc;
@@ -278,16 +384,22 @@ int main(int argc, char** argv) {
     else if (a == "--request" && more) request = FromHex(argv[++i]);
     else if (a == "--deadline-ms" && more) deadline_ms = atoi(argv[++i]);
     else if (a == "--mix") mix = true;
+    else if (a == "--scenario") scenario = true;
+    else if (a == "--silent" && more) silent = argv[++i];
+    else if (a == "--down" && more) down = argv[++i];
     else target.clear(), i = argc;
   }
-  if (target.empty() || channels < 1 || (hold > 0) + have_path + mix != 1) {
+  if (target.empty() || channels < 1 || (hold > 0) + have_path + mix + scenario != 1 ||
+      scenario != (!silent.empty() && !down.empty())) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT (--hold N [--channels K] | --path HEX [--count N] "
-            "[--request HEX] [--deadline-ms MS] | --mix)\n",
+            "[--request HEX] [--deadline-ms MS] | --mix | --scenario --silent HOST:PORT "
+            "--down HOST:PORT)\n",
             argv[0]);
     return 2;
   }
   if (hold > 0) return Hold(target, hold, channels);
   if (have_path) return CallPath(target, path, count, request, deadline_ms);
+  if (scenario) return Scenario(target, silent, down);
   return Mix(target);
 }
