@@ -1,5 +1,6 @@
 // Test client in C++: holds thousands of calls open, calls arbitrary paths, runs a small mix or the
-// client scenario; prints what it saw as JSON.
+// client scenario; prints what it saw as JSON. With --serve it also serves (no service), to be a
+// process that is both server and client.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -369,10 +370,27 @@ static int Scenario(const std::string& target, const std::string& silent, const 
   return 0;
 }
 
+// A started server on a port of its own, answering every call Unimplemented
+// (the callback API needs no thread of ours): makes this process one that
+// serves as well as calls.
+static std::unique_ptr<grpc::Server> ServeNothing() {
+  static grpc::CallbackGenericService unimplemented;
+  grpc::ServerBuilder builder;
+  builder.RegisterCallbackGenericService(&unimplemented);
+  int bound = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &bound);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || bound == 0) {
+    fprintf(stderr, "cannot serve on 127.0.0.1\n");
+    exit(1);
+  }
+  return server;
+}
+
 int main(int argc, char** argv) {
   std::string target, silent, down, path, request = FromHex("220178");  // EchoRequest{text: "x"}
   int hold = 0, channels = 1, count = 1, deadline_ms = 10000;
-  bool mix = false, scenario = false, have_path = false;
+  bool mix = false, scenario = false, have_path = false, serve = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     bool more = i + 1 < argc;
@@ -385,6 +403,7 @@ int main(int argc, char** argv) {
     else if (a == "--deadline-ms" && more) deadline_ms = atoi(argv[++i]);
     else if (a == "--mix") mix = true;
     else if (a == "--scenario") scenario = true;
+    else if (a == "--serve") serve = true;
     else if (a == "--silent" && more) silent = argv[++i];
     else if (a == "--down" && more) down = argv[++i];
     else target.clear(), i = argc;
@@ -394,10 +413,12 @@ int main(int argc, char** argv) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT (--hold N [--channels K] | --path HEX [--count N] "
             "[--request HEX] [--deadline-ms MS] | --mix | --scenario --silent HOST:PORT "
-            "--down HOST:PORT)\n",
+            "--down HOST:PORT) [--serve]\n",
             argv[0]);
     return 2;
   }
+  std::unique_ptr<grpc::Server> server;
+  if (serve) server = ServeNothing();
   if (hold > 0) return Hold(target, hold, channels);
   if (have_path) return CallPath(target, path, count, request, deadline_ms);
   if (scenario) return Scenario(target, silent, down);
