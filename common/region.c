@@ -48,7 +48,8 @@ size_t grpcprom_region_plan(struct grpcprom_header *h, uint32_t method_capacity,
     h->bucket_count = bucket_count;
     h->shard_count = shard_count;
     h->counts_size = (uint32_t)round_up_64(offsetof(struct grpcprom_counts, buckets) +
-                                           ((uint64_t)bucket_count + 1) * sizeof(uint64_t));
+                                           GRPCPROM_HISTOGRAMS * ((uint64_t)bucket_count + 1) *
+                                               sizeof(uint64_t));
     h->index_capacity = (uint32_t)power_of_two_at_least(2 * (uint64_t)method_capacity);
     h->index_offset = h->header_size;
     h->methods_offset = round_up_64(h->index_offset + (uint64_t)h->index_capacity * sizeof(uint32_t));
@@ -69,7 +70,9 @@ void grpcprom_region_sum(const struct grpcprom_header *h, const struct grpcprom_
         for (int code = 0; code < GRPCPROM_CODES; code++)
             out->handled[code] += atomic_load_explicit(&c->handled[code], memory_order_relaxed);
         out->latency_sum_us += atomic_load_explicit(&c->latency_sum_us, memory_order_relaxed);
-        for (uint32_t b = 0; b <= h->bucket_count; b++)
+        for (int i = 0; i < 2; i++)
+            out->msg_sum_us[i] += atomic_load_explicit(&c->msg_sum_us[i], memory_order_relaxed);
+        for (size_t b = 0; b < GRPCPROM_HISTOGRAM_START(h, GRPCPROM_HISTOGRAMS); b++)
             out->buckets[b] += atomic_load_explicit(&c->buckets[b], memory_order_relaxed);
     }
 }

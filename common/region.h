@@ -23,11 +23,11 @@
 #include <stdint.h>
 
 #define GRPCPROM_MAGIC "GRPCPRM1"
-#define GRPCPROM_LAYOUT_VERSION 5u
+#define GRPCPROM_LAYOUT_VERSION 6u
 #define GRPCPROM_MAX_BUCKETS 30   /* finite bounds; one more slot for +Inf */
 #define GRPCPROM_PATH_MAX 1024     /* longest :path that becomes a series */
 #define GRPCPROM_CODES 17
-#define GRPCPROM_OVERFLOW_SLOTS 4  /* one per grpc_type */
+#define GRPCPROM_OVERFLOW_SLOTS 8  /* one per grpc_type, on each side */
 #define GRPCPROM_OVERFLOW_PATH "/_OTHER/_OTHER"
 #define GRPCPROM_MAX_METHOD_CAPACITY (UINT32_MAX / 4)
 #define GRPCPROM_MAX_BUCKET_BOUND 1e9  /* seconds: about 31 years, still exact in nanoseconds */
@@ -41,6 +41,14 @@ enum grpcprom_type_bits {
     GRPCPROM_REGISTERED = 1u << 3,     /* pre-initialised: rendered before its first call */
     GRPCPROM_OVERFLOW = 1u << 4,       /* an overflow slot: calls of no series of their own */
 };
+
+/* Whose calls a slot counts: a process's server calls, or the calls it
+ * makes as a client. One path may have a slot on each side. */
+enum grpcprom_side { GRPCPROM_SERVER = 0, GRPCPROM_CLIENT = 1 };
+
+/* The histograms of a block of counts: the call's latency (both sides),
+ * and a client stream's per-message send and receive times. */
+enum grpcprom_histogram { GRPCPROM_HANDLING, GRPCPROM_MSG_SEND, GRPCPROM_MSG_RECV, GRPCPROM_HISTOGRAMS };
 
 /* Why a call was counted in an overflow slot. */
 enum grpcprom_overflow_reason {
@@ -61,19 +69,22 @@ struct grpcprom_method {
     _Atomic uint32_t type_bits;     /* grpcprom_type_bits */
     uint64_t path_hash;             /* written before READY, like the path */
     uint32_t path_len;
-    uint32_t reserved;
+    uint32_t side;                  /* grpcprom_side, written before READY */
     char path[GRPCPROM_PATH_MAX];   /* "/pkg.Service/Method", path_len bytes, no NUL */
 } __attribute__((aligned(64)));
 
 /* One method's counts in one shard, on whole cache lines: a block is
- * counts_size bytes (see the header), with bucket_count + 1 buckets. */
+ * counts_size bytes (see the header), with bucket_count + 1 buckets per
+ * histogram: the handling histogram's first, then the send and receive
+ * ones (grpcprom_histogram; a server slot leaves those two at 0). */
 struct grpcprom_counts {
     _Atomic uint64_t started;
     _Atomic uint64_t msg_received;
     _Atomic uint64_t msg_sent;
     _Atomic uint64_t handled[GRPCPROM_CODES];
     _Atomic uint64_t latency_sum_us; /* microseconds: wraps after 584,000 years of calls */
-    _Atomic uint64_t buckets[GRPCPROM_MAX_BUCKETS + 1]; /* per bucket; last is +Inf */
+    _Atomic uint64_t msg_sum_us[2];  /* the send and receive histograms' sums */
+    _Atomic uint64_t buckets[GRPCPROM_HISTOGRAMS * (GRPCPROM_MAX_BUCKETS + 1)]; /* per bucket */
 };
 
 /* A method's counts summed over its shards, as a reader sees them. */
@@ -81,8 +92,12 @@ struct grpcprom_totals {
     uint64_t started, msg_received, msg_sent;
     uint64_t handled[GRPCPROM_CODES];
     uint64_t latency_sum_us;
-    uint64_t buckets[GRPCPROM_MAX_BUCKETS + 1];
+    uint64_t msg_sum_us[2];
+    uint64_t buckets[GRPCPROM_HISTOGRAMS * (GRPCPROM_MAX_BUCKETS + 1)];
 };
+
+/* Where histogram `which` starts in a block's buckets (or a totals'). */
+#define GRPCPROM_HISTOGRAM_START(h, which) ((size_t)(which) * ((h)->bucket_count + 1))
 
 struct grpcprom_header {
     char magic[8];                  /* GRPCPROM_MAGIC, written last by the creator */
@@ -128,11 +143,12 @@ static inline struct grpcprom_method *grpcprom_region_methods(const struct grpcp
     return (struct grpcprom_method *)((char *)h + h->methods_offset);
 }
 
-/* The overflow slot for calls that streamed as `type_bits` says. */
+/* The overflow slot of `side` for calls that streamed as `type_bits` says. */
 static inline struct grpcprom_method *grpcprom_region_overflow(const struct grpcprom_header *h,
+                                                               enum grpcprom_side side,
                                                                uint32_t type_bits)
 {
-    return grpcprom_region_methods(h) + h->method_capacity +
+    return grpcprom_region_methods(h) + h->method_capacity + (side == GRPCPROM_CLIENT ? 4 : 0) +
            (type_bits & (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS));
 }
 

@@ -1,4 +1,4 @@
-/* render.c: renders a region as go-grpc-prometheus server metrics, in the Prometheus text format 0.0.4. */
+/* render.c: renders a region as go-grpc-prometheus server (and client) metrics, in the Prometheus text format 0.0.4. */
 #include "render.h"
 
 #include <errno.h>
@@ -264,6 +264,7 @@ static void split_path(const char *p, size_t n, const char **svc, size_t *svc_le
 /* One READY slot. Its strings are copies in an arena, so nothing another
  * process writes can change them while they are sorted. */
 struct entry {
+    uint32_t side;  /* grpcprom_side: server entries sort first */
     uint32_t slot;
     uint32_t type_bits;
     const char *type;
@@ -275,11 +276,52 @@ struct entry {
     struct grpcprom_totals t;
 };
 
-/* What the family writers share for one rendering. */
+/* What the family writers share for one rendering: the entries of one
+ * side, and whether a series with nothing to show is left out (go-grpc-
+ * prometheus shows a client series once it is touched; a server's from
+ * its first call, or from the start when pre-initialised). */
 struct page {
     struct entry *ents;
     size_t n;
     uint32_t bucket_count;
+    int skip_zero;
+};
+
+/* The families of one side: their names and go-grpc-prometheus' HELP. */
+struct side_names {
+    const char *started, *started_help;
+    const char *handled, *handled_help;
+    const char *received, *received_help;
+    const char *sent, *sent_help;
+    const char *handling, *handling_help;
+    const char *msg_recv, *msg_recv_help;   /* a client's per-message histograms */
+    const char *msg_send, *msg_send_help;
+};
+
+static const struct side_names server_names = {
+    "grpc_server_started_total", "Total number of RPCs started on the server.",
+    "grpc_server_handled_total",
+    "Total number of RPCs completed on the server, regardless of success or failure.",
+    "grpc_server_msg_received_total", "Total number of RPC stream messages received on the server.",
+    "grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.",
+    "grpc_server_handling_seconds",
+    "Histogram of response latency (seconds) of gRPC that had been application-level handled by "
+    "the server.",
+    NULL, NULL, NULL, NULL,
+};
+
+static const struct side_names client_names = {
+    "grpc_client_started_total", "Total number of RPCs started on the client.",
+    "grpc_client_handled_total",
+    "Total number of RPCs completed by the client, regardless of success or failure.",
+    "grpc_client_msg_received_total", "Total number of RPC stream messages received by the client.",
+    "grpc_client_msg_sent_total", "Total number of gRPC stream messages sent by the client.",
+    "grpc_client_handling_seconds",
+    "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
+    "grpc_client_msg_recv_handling_seconds",
+    "Histogram of response latency (seconds) of the gRPC single message receive.",
+    "grpc_client_msg_send_handling_seconds",
+    "Histogram of response latency (seconds) of the gRPC single message send.",
 };
 
 /* Go's string order: bytewise, a prefix first. */
@@ -306,6 +348,8 @@ static int cmp_labels(const struct entry *a, const struct entry *b)
 static int cmp_entry(const void *pa, const void *pb)
 {
     const struct entry *a = pa, *b = pb;
+    if (a->side != b->side)
+        return (a->side > b->side) - (a->side < b->side);
     int c = cmp_labels(a, b);
     if (c != 0)
         return c;
@@ -367,8 +411,8 @@ struct text {
  * the whole copies touch (57 + labels + 64), stay within its labels and
  * LINE_EXTRA. */
 #define LINE_EXTRA 128
-/* handled, buckets and +Inf, sum, count, 3 counters */
-#define LINES_PER_ENTRY(nb) (GRPCPROM_CODES + (nb) + 6)
+/* handled, per histogram its buckets and +Inf, sum and count, 3 counters */
+#define LINES_PER_ENTRY(nb) (GRPCPROM_CODES + GRPCPROM_HISTOGRAMS * ((nb) + 3) + 3)
 #define PAGE_FIXED 4096 /* HELP and TYPE lines and the shim's own counters: about 1.7 KB */
 
 static struct text text_of(const char *s)
@@ -403,16 +447,17 @@ static char *put_method_counter(const struct page *pg, char *p, const char *name
     head.n = (size_t)snprintf(head.s, sizeof(head.s), "%s{", name);
     for (size_t i = 0, end; i < pg->n; i = end) {
         end = series_end(pg, i);
-        p = put_line(p, &head, &pg->ents[i], &tail, series_sum(pg, i, end, field));
+        uint64_t v = series_sum(pg, i, end, field);
+        if (v != 0 || !pg->skip_zero)
+            p = put_line(p, &head, &pg->ents[i], &tail, v);
     }
     return p;
 }
 
 /* Registered methods show every code, as go-grpc-prometheus pre-initialises
  * them; others only the codes they have seen. Codes sort first, by name. */
-static char *put_handled(const struct page *pg, char *p)
+static char *put_handled(const struct page *pg, char *p, const char *name, const char *help)
 {
-    static const char name[] = "grpc_server_handled_total";
     int order[GRPCPROM_CODES];
     for (int i = 0; i < GRPCPROM_CODES; i++) {
         int j = i;
@@ -420,9 +465,7 @@ static char *put_handled(const struct page *pg, char *p)
             order[j] = order[j - 1];
         order[j] = i;
     }
-    p = put_header(p, name,
-                   "Total number of RPCs completed on the server, regardless of success or failure.",
-                   "counter");
+    p = put_header(p, name, help, "counter");
     const struct text tail = text_of("} ");
     for (int c = 0; c < GRPCPROM_CODES; c++) {
         struct text head = {0};
@@ -442,7 +485,8 @@ static char *put_handled(const struct page *pg, char *p)
 
 /* Buckets are stored per bucket: one snapshot of them is summed up here, so
  * le="+Inf" and _count come from the same numbers and always agree. */
-static char *put_histogram(const struct page *pg, char *p, const struct grpcprom_header *h)
+static char *put_histogram(const struct page *pg, char *p, const struct grpcprom_header *h,
+                           const char *name, const char *help, enum grpcprom_histogram which)
 {
     const uint32_t nb = pg->bucket_count;
     struct text le[GRPCPROM_MAX_BUCKETS + 1];
@@ -452,22 +496,27 @@ static char *put_histogram(const struct page *pg, char *p, const struct grpcprom
             grpcprom_format_double(num, h->bucket_bounds[j]);
         le[j].n = (size_t)snprintf(le[j].s, sizeof(le[j].s), ",le=\"%s\"} ", j < nb ? num : "+Inf");
     }
-    const struct text bucket = text_of("grpc_server_handling_seconds_bucket{"),
-                      sum = text_of("grpc_server_handling_seconds_sum{"),
-                      count = text_of("grpc_server_handling_seconds_count{"), tail = text_of("} ");
-    p = put_header(p, "grpc_server_handling_seconds",
-                   "Histogram of response latency (seconds) of gRPC that had been application-level "
-                   "handled by the server.",
-                   "histogram");
+    struct text bucket = {0}, sum = {0}, count = {0};
+    bucket.n = (size_t)snprintf(bucket.s, sizeof(bucket.s), "%s_bucket{", name);
+    sum.n = (size_t)snprintf(sum.s, sizeof(sum.s), "%s_sum{", name);
+    count.n = (size_t)snprintf(count.s, sizeof(count.s), "%s_count{", name);
+    const struct text tail = text_of("} ");
+    const size_t first = (size_t)which * (nb + 1);
+    p = put_header(p, name, help, "histogram");
     for (size_t i = 0, end; i < pg->n; i = end) {
         end = series_end(pg, i);
         const struct entry *e = &pg->ents[i];
-        uint64_t b[GRPCPROM_MAX_BUCKETS + 1] = {0}, sum_us = 0, cum = 0;
+        uint64_t b[GRPCPROM_MAX_BUCKETS + 1] = {0}, sum_us = 0, cum = 0, total = 0;
         for (size_t k = i; k < end; k++) {
             for (uint32_t j = 0; j <= nb; j++)
-                b[j] += pg->ents[k].t.buckets[j];
-            sum_us += pg->ents[k].t.latency_sum_us;
+                b[j] += pg->ents[k].t.buckets[first + j];
+            sum_us += which == GRPCPROM_HANDLING ? pg->ents[k].t.latency_sum_us
+                                                 : pg->ents[k].t.msg_sum_us[which - 1];
         }
+        for (uint32_t j = 0; j <= nb; j++)
+            total += b[j];
+        if (total == 0 && pg->skip_zero)
+            continue;
         for (uint32_t j = 0; j <= nb; j++) {
             cum += b[j];
             p = put_line(p, &bucket, e, &le[j], cum);
@@ -542,6 +591,7 @@ static size_t collect(const struct grpcprom_header *h, uint32_t used, struct ent
         if (!grpcprom_label_text_ok(path, len))
             continue;
         struct entry *e = &ents[n++];
+        e->side = m->side == GRPCPROM_CLIENT ? GRPCPROM_CLIENT : GRPCPROM_SERVER;
         e->slot = slot;
         e->type_bits = atomic_load_explicit(&m->type_bits, memory_order_relaxed);
         e->type = grpcprom_type_label(e->type_bits);
@@ -584,6 +634,24 @@ static char *put_overflow_reasons(char *p, const struct grpcprom_header *h)
     return p;
 }
 
+/* The families of one side, in Go's order. */
+static char *put_side(const struct page *pg, char *p, const struct grpcprom_header *h,
+                      const struct side_names *names)
+{
+    p = put_handled(pg, p, names->handled, names->handled_help);
+    p = put_histogram(pg, p, h, names->handling, names->handling_help, GRPCPROM_HANDLING);
+    p = put_method_counter(pg, p, names->received, names->received_help,
+                           offsetof(struct grpcprom_totals, msg_received));
+    if (names->msg_recv) {
+        p = put_histogram(pg, p, h, names->msg_recv, names->msg_recv_help, GRPCPROM_MSG_RECV);
+        p = put_histogram(pg, p, h, names->msg_send, names->msg_send_help, GRPCPROM_MSG_SEND);
+    }
+    p = put_method_counter(pg, p, names->sent, names->sent_help,
+                           offsetof(struct grpcprom_totals, msg_sent));
+    return put_method_counter(pg, p, names->started, names->started_help,
+                              offsetof(struct grpcprom_totals, started));
+}
+
 /* Sorts the entries, then makes room for the longest page they can give
  * once, so the families append without a check. Over-reserving costs
  * address space only: pages never written are never touched. */
@@ -610,25 +678,24 @@ int grpcprom_render(const struct grpcprom_header *h, struct grpcprom_buf *out)
         room += LINES_PER_ENTRY(nb) * (ents[i].labels_len + LINE_EXTRA);
     }
     qsort(ents, n, sizeof(*ents), cmp_entry);
+    size_t servers = 0;
+    while (servers < n && ents[servers].side == GRPCPROM_SERVER)
+        servers++;
     for (size_t i = 0; i < n; i++)
-        ents[i].first = i == 0 || cmp_labels(&ents[i - 1], &ents[i]) != 0;
+        ents[i].first = i == 0 || ents[i - 1].side != ents[i].side ||
+                        cmp_labels(&ents[i - 1], &ents[i]) != 0;
     if (buf_reserve(out, room) != 0)
         goto done;
 
-    struct page pg = {.ents = ents, .n = n, .bucket_count = nb};
+    const struct page server_page = {.ents = ents, .n = servers, .bucket_count = nb},
+                      client_page = {.ents = ents + servers, .n = n - servers, .bucket_count = nb,
+                                     .skip_zero = 1};
     char *p = out->data + out->len;
-    /* Families in Go's order: sorted by name. */
-    p = put_handled(&pg, p);
-    p = put_histogram(&pg, p, h);
-    p = put_method_counter(&pg, p, "grpc_server_msg_received_total",
-                           "Total number of RPC stream messages received on the server.",
-                           offsetof(struct grpcprom_totals, msg_received));
-    p = put_method_counter(&pg, p, "grpc_server_msg_sent_total",
-                           "Total number of gRPC stream messages sent by the server.",
-                           offsetof(struct grpcprom_totals, msg_sent));
-    p = put_method_counter(&pg, p, "grpc_server_started_total",
-                           "Total number of RPCs started on the server.",
-                           offsetof(struct grpcprom_totals, started));
+    /* Families in Go's order: sorted by name. A process that made no
+     * client call has no client family, as Go shows no empty family. */
+    if (client_page.n > 0)
+        p = put_side(&client_page, p, h, &client_names);
+    p = put_side(&server_page, p, h, &server_names);
     p = put_build_info(p, h);
     p = put_plain_counter(p, "grpcprom_calls_untracked_total",
                           "Calls the shim could not follow (call table full, a libgrpc layout it "

@@ -58,6 +58,12 @@ static grpc_call_error (*real_cancel_with_status)(grpc_call *, grpc_status_code,
                                                   void *);
 static void (*real_call_ref)(grpc_call *);
 static void (*real_call_unref)(grpc_call *);
+static grpc_call *(*real_channel_create_call)(grpc_channel *, grpc_call *, uint32_t,
+                                              grpc_completion_queue *, grpc_slice, const grpc_slice *,
+                                              gpr_timespec, void *);
+static grpc_call *(*real_channel_create_registered_call)(grpc_channel *, grpc_call *, uint32_t,
+                                                         grpc_completion_queue *, void *, gpr_timespec,
+                                                         void *);
 
 static struct options options;
 static struct grpcprom_header *region;
@@ -74,6 +80,9 @@ static const struct libgrpc_layout *_Atomic followed;
 static atomic_bool surface_mode;
 static int64_t gpr_monotonic_offset_ns;     /* tracker_now_ns() - gpr_now(GPR_CLOCK_MONOTONIC) */
 static atomic_bool page_started;
+/* Set with `followed` when the calls the process makes as a client are
+ * counted too (GRPCPROM_CLIENT, and the internals of a known build). */
+static atomic_bool clients_counted;
 
 struct registered_method {
     struct ptrmap_entry entry;          /* key: the handle */
@@ -127,6 +136,8 @@ static void resolve_all(void)
     *(void **)&real_cancel_with_status = find_symbol("grpc_call_cancel_with_status");
     *(void **)&real_call_ref = find_symbol("grpc_call_ref");
     *(void **)&real_call_unref = find_symbol("grpc_call_unref");
+    *(void **)&real_channel_create_call = find_symbol("grpc_channel_create_call");
+    *(void **)&real_channel_create_registered_call = find_symbol("grpc_channel_create_registered_call");
     atomic_store_explicit(&resolved, true, memory_order_release);
 }
 
@@ -189,6 +200,9 @@ static void become_server(void)
              known ? "internals" : "public_api");
     declare_protoset_methods();
     pthread_atfork(NULL, NULL, tracker_forget_calls);
+    if (known == NULL && options.client == CLIENT_ON)
+        log_msg(LOG_WARN, "GRPCPROM_CLIENT=on: client calls are counted only through the internals "
+                          "of a libgrpc build grpcprom knows: counting none");
     if (known == NULL) {
         log_msg(options.internals ? LOG_WARN : LOG_INFO,
                 "%s: counting through gRPC's public C API, which shows every call of C, C++ "
@@ -201,6 +215,7 @@ static void become_server(void)
     }
     atomic_store_explicit(&followed, known, memory_order_release);
     atomic_store_explicit(&layout, known, memory_order_release);
+    atomic_store_explicit(&clients_counted, options.client != CLIENT_OFF, memory_order_release);
 }
 
 /* The layout that reads the batches of followed calls: non-NULL once a
@@ -227,10 +242,10 @@ static bool server_active(void)
 static struct grpcprom_method *declare_method(const char *path, uint32_t bits)
 {
     enum grpcprom_overflow_reason why;
-    struct grpcprom_method *m = store_claim(region, path, strlen(path), &why);
+    struct grpcprom_method *m = store_claim(region, GRPCPROM_SERVER, path, strlen(path), &why);
     if (m == NULL) {
         store_overflowed(region, why, 0);
-        return grpcprom_region_overflow(region, bits);
+        return grpcprom_region_overflow(region, GRPCPROM_SERVER, bits);
     }
     store_mark_type(m, GRPCPROM_REGISTERED | bits);
     return m;
@@ -365,16 +380,22 @@ static const char *page_taken(const char *listen, bool *expected)
     return attach_why_taken(region, listen, expected);
 }
 
-EXPORT void grpc_server_start(grpc_server *server)
+/* Serves the page, once, when counting is on and a page is wanted. */
+static void start_page(void)
 {
-    resolve();
-    real_server_start(server);
     if (!server_active() || options.listen[0] == '\0' || atomic_exchange(&page_started, true))
         return;
     struct page_access access;
     options_page_access(&options, &access);
     static const struct page_owner owner = {.bound = page_bound, .why_taken = page_taken};
     page_start(options.listen, region, &access, &owner);
+}
+
+EXPORT void grpc_server_start(grpc_server *server)
+{
+    resolve();
+    real_server_start(server);
+    start_page();
 }
 
 /* grpc::ServerBuilder::RegisterService(grpc::Service*) */
@@ -403,8 +424,9 @@ void *cxx_builder_register_service_host(void *builder, const void *host, void *s
     return real_builder_register_service_host(builder, host, service);
 }
 
-/* What a batch asks for that its completion will need; false when nothing. */
-static bool decode_batch(const grpc_op *ops, size_t nops, struct batch_ops *out)
+/* What a batch of a server's call (or a client's, `client`) asks for that
+ * its completion will need; false when a server's call needs nothing. */
+static inline bool decode_batch(const grpc_op *ops, size_t nops, struct batch_ops *out, bool client)
 {
     out->ops = 0;
     for (size_t i = 0; i < nops; i++) {
@@ -413,22 +435,36 @@ static bool decode_batch(const grpc_op *ops, size_t nops, struct batch_ops *out)
             out->ops |= BATCH_SEND_MESSAGE;
             break;
         case GRPC_OP_SEND_STATUS_FROM_SERVER:
-            out->ops |= BATCH_SEND_STATUS;
-            out->status_code = (int)ops[i].data.send_status_from_server.status;
+            if (!client) {
+                out->ops |= BATCH_SEND_STATUS;
+                out->status_code = (int)ops[i].data.send_status_from_server.status;
+            }
             break;
         case GRPC_OP_RECV_MESSAGE:
             out->ops |= BATCH_RECV_MESSAGE;
             out->recv_message = (void **)ops[i].data.recv_message.recv_message;
             break;
         case GRPC_OP_RECV_CLOSE_ON_SERVER:
-            out->ops |= BATCH_RECV_CLOSE;
-            out->cancelled = ops[i].data.recv_close_on_server.cancelled;
+            if (!client) {
+                out->ops |= BATCH_RECV_CLOSE;
+                out->cancelled = ops[i].data.recv_close_on_server.cancelled;
+            }
+            break;
+        case GRPC_OP_SEND_CLOSE_FROM_CLIENT:
+            if (client)
+                out->ops |= BATCH_SEND_CLOSE;
+            break;
+        case GRPC_OP_RECV_STATUS_ON_CLIENT:
+            if (client) {
+                out->ops |= BATCH_RECV_STATUS;
+                out->status = (int *)ops[i].data.recv_status_on_client.status;
+            }
             break;
         default:
             break;
         }
     }
-    /* A message sent alone is counted from its completion: nothing to note. */
+    /* A server's message sent alone is counted from its completion. */
     return (out->ops & ~BATCH_SEND_MESSAGE) != 0;
 }
 
@@ -460,7 +496,7 @@ static __attribute__((noinline)) grpc_call_error surface_start_batch(grpc_call *
     if (rec == NULL) /* not followed, or counted apart */
         return real_start_batch(call, ops, nops, tag, reserved);
     struct batch_ops decoded;
-    unsigned noted = decode_batch(ops, nops, &decoded) ? tracker_batch_submit(rec, &decoded) : 0;
+    unsigned noted = decode_batch(ops, nops, &decoded, false) ? tracker_batch_submit(rec, &decoded) : 0;
     bool batch_noted = surface_note_batch(tag, c, decoded.ops);
     if (!batch_noted && noted) { /* a tag in use: its event will not be this batch's */
         tracker_batch_refused(rec, noted);
@@ -473,6 +509,26 @@ static __attribute__((noinline)) grpc_call_error surface_start_batch(grpc_call *
         if (batch_noted)
             surface_forget_batch(tag);
     }
+    return err;
+}
+
+/* grpc_call_start_batch on a call that is not a followed server call: a
+ * followed client call's batch is noted, every time (its messages are
+ * timed); any other goes straight through. Out of line, as the server's
+ * path is the one to keep short. */
+static __attribute__((noinline)) grpc_call_error client_start_batch(
+    const struct libgrpc_layout *known, grpc_call *call, const grpc_op *ops, size_t nops, void *tag,
+    void *reserved)
+{
+    struct call_record *rec = layout_call_record(known, call, tracker_client_destroyed);
+    struct batch_ops decoded;
+    if (rec == NULL)
+        return real_start_batch(call, ops, nops, tag, reserved);
+    decode_batch(ops, nops, &decoded, true);
+    unsigned noted = decoded.ops ? tracker_client_submit(rec, &decoded) : 0;
+    grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
+    if (err != GRPC_CALL_OK && noted)
+        tracker_client_refused(rec, noted);
     return err;
 }
 
@@ -489,8 +545,11 @@ EXPORT __attribute__((flatten)) grpc_call_error grpc_call_start_batch(grpc_call 
     const struct libgrpc_layout *known = following();
     struct call_record *rec;
     struct batch_ops decoded;
-    if (known == NULL || (rec = layout_call_record(known, call, tracker_call_destroyed)) == NULL ||
-        !decode_batch(ops, nops, &decoded))
+    if (known == NULL)
+        return real_start_batch(call, ops, nops, tag, reserved);
+    if ((rec = layout_call_record(known, call, tracker_call_destroyed)) == NULL)
+        return client_start_batch(known, call, ops, nops, tag, reserved);
+    if (!decode_batch(ops, nops, &decoded, false))
         return real_start_batch(call, ops, nops, tag, reserved);
     unsigned noted = tracker_batch_submit(rec, &decoded);
     grpc_call_error err = real_start_batch(call, ops, nops, tag, reserved);
@@ -535,7 +594,8 @@ static struct call_record *call_published(const struct published_call *p)
             &registered, (uintptr_t)p->registered_method);
         start.method = r ? atomic_load(&r->method) : NULL;
         if (start.method == NULL) /* the handle found no room in the map */
-            start.method = grpcprom_region_overflow(region, p->payload ? 0 : GRPCPROM_CLIENT_STREAMS);
+            start.method = grpcprom_region_overflow(region, GRPCPROM_SERVER,
+                                                    p->payload ? 0 : GRPCPROM_CLIENT_STREAMS);
         start.registered = true;
         start.first_message_read = p->payload && *p->payload;
     } else {
@@ -577,6 +637,16 @@ static __attribute__((noinline)) void request_done(const struct libgrpc_layout *
     log_msg(LOG_WARN, "a published call does not match the known libgrpc layout: counting stops");
 }
 
+/* A batch of a call that is not a followed server call completes: counted
+ * if the call is a followed client call. Out of line, as client_start_batch. */
+static __attribute__((noinline)) void client_batch_done(const struct libgrpc_layout *known,
+                                                        grpc_call *call, unsigned ops, bool ok)
+{
+    struct call_record *rec = layout_call_record(known, call, tracker_client_destroyed);
+    if (rec)
+        tracker_client_done(rec, ops, ok);
+}
+
 /* Internal: every completion of every queue passes here, including the one
  * that hands a new server call to the application. */
 EXPORT void hook_cq_end_op(grpc_completion_queue *cq, void *tag, void *status,
@@ -596,10 +666,12 @@ __attribute__((flatten)) void hook_cq_end_op(grpc_completion_queue *cq, void *ta
             /* A request failed at shutdown carries an error and no call. */
             if (ok && atomic_load_explicit(&layout, memory_order_acquire) != NULL)
                 request_done(known, done_arg, tag, storage);
-        } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && (ops || !ok) &&
-                   (rec = layout_call_record(known, call, tracker_call_destroyed)) != NULL) {
-            /* a failed batch of any kind ends the call (tracker_batch_done) */
-            tracker_batch_done(rec, ops, ok);
+        } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && (ops || !ok)) {
+            /* a failed batch of any kind ends a server's call (tracker_batch_done) */
+            if ((rec = layout_call_record(known, call, tracker_call_destroyed)) != NULL)
+                tracker_batch_done(rec, ops, ok);
+            else
+                client_batch_done(known, call, ops, ok);
         }
     }
     real_cq_end_op(cq, tag, status, done, done_arg, storage, internal);
@@ -862,4 +934,76 @@ EXPORT grpc_call_error grpc_call_cancel_with_status(grpc_call *call, grpc_status
     if (rec)
         tracker_call_cancelled(rec, (int)status);
     return real_cancel_with_status(call, status, description, reserved);
+}
+
+/* ---- calls the process makes as a client */
+
+static pthread_once_t client_wish_once = PTHREAD_ONCE_INIT;
+
+/* GRPCPROM_CLIENT=on: a process's first client call makes it count, and
+ * serve its page, as a server's start does. */
+static void read_client_wish(void)
+{
+    if (options_client(lookup_env) == CLIENT_ON)
+        start_page();
+}
+
+/* True when client calls are counted: once the process serves (auto, on),
+ * or from its first client call (on). */
+static bool counting_clients(void)
+{
+    if (__builtin_expect(!atomic_load_explicit(&clients_counted, memory_order_acquire), 0))
+        pthread_once(&client_wish_once, read_client_wish);
+    return atomic_load_explicit(&clients_counted, memory_order_acquire);
+}
+
+/* Follows a call the process just created as a client, before the
+ * application has it: a call gRPC made of another kind, or whose slot
+ * another library uses, is counted untracked. */
+static void client_call_created(grpc_call *call, const grpc_slice *path, gpr_timespec deadline)
+{
+    const struct libgrpc_layout *known = following();
+    enum layout_slot slot = layout_call_slot(known, call);
+    if (slot != LAYOUT_SLOT_FREE) {
+        static atomic_bool said;
+        store_untracked(region, &said, slot == LAYOUT_SLOT_TAKEN
+                                           ? "a client call's context slot is used by another library"
+                                           : "a client call is not of the kind grpcprom knows");
+        return;
+    }
+    struct call_record *rec = tracker_client_started((const char *)GRPC_SLICE_START_PTR(*path),
+                                                     GRPC_SLICE_LENGTH(*path), deadline_ns(deadline));
+    if (rec)
+        layout_attach_record(known, call, rec, tracker_client_destroyed);
+}
+
+EXPORT grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *parent_call,
+                                           uint32_t propagation_mask,
+                                           grpc_completion_queue *completion_queue,
+                                           grpc_slice method, const grpc_slice *host,
+                                           gpr_timespec deadline, void *reserved)
+{
+    resolve();
+    grpc_call *call = real_channel_create_call(channel, parent_call, propagation_mask,
+                                               completion_queue, method, host, deadline, reserved);
+    if (call && counting_clients())
+        client_call_created(call, &method, deadline);
+    return call;
+}
+
+EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grpc_call *parent_call,
+                                                      uint32_t propagation_mask,
+                                                      grpc_completion_queue *completion_queue,
+                                                      void *registered_call_handle,
+                                                      gpr_timespec deadline, void *reserved)
+{
+    resolve();
+    grpc_call *call = real_channel_create_registered_call(
+        channel, parent_call, propagation_mask, completion_queue, registered_call_handle, deadline,
+        reserved);
+    if (call && registered_call_handle && counting_clients()) {
+        grpc_slice path = layout_registered_path(following(), registered_call_handle);
+        client_call_created(call, &path, deadline);
+    }
+    return call;
 }

@@ -18,6 +18,8 @@ static struct libgrpc_layout layouts[] = {
         /* context_ at 0xa10, 16 bytes an element; GRPC_CONTEXT_TRAFFIC is 3 */
         .call_vtable_symbol = "_ZTVN9grpc_core15FilterStackCallE", .call_vtable_offset = 16,
         .off_context_slot = 0xa10 + 3 * 16,
+        /* struct RegisteredCall { Slice path; ... } (surface/channel.h) */
+        .off_registered_path = 0,
     },
 };
 

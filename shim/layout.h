@@ -37,6 +37,9 @@ struct libgrpc_layout {
     size_t call_vtable_offset;
     const void *call_vtable;            /* resolved at run time */
     size_t off_context_slot;
+    /* grpc_core::RegisteredCall, the handle grpc_channel_register_call
+     * returns: where its path (a grpc_slice) is */
+    size_t off_registered_path;
 };
 
 /* A context element of a call, as gRPC lays it out. */
@@ -75,6 +78,13 @@ static inline bool layout_read_batch(const struct libgrpc_layout *layout, const 
     *call = *(grpc_call *const *)(batch + layout->off_batch_call);
     *ops = layout->batch_ops_of_flags[*(const uint8_t *)(batch + layout->off_batch_flags)];
     return *call != NULL;
+}
+
+/* The path of a client's registered call, from its handle. */
+static inline grpc_slice layout_registered_path(const struct libgrpc_layout *layout,
+                                                const void *handle)
+{
+    return *(const grpc_slice *)((const char *)handle + layout->off_registered_path);
 }
 
 enum layout_slot {

@@ -181,6 +181,28 @@ static const char *parse_protoset(const char *text, struct options *o)
     return NULL;
 }
 
+static const char *const client_names[] = {"auto", "on", "off"};
+
+static const char *parse_client(const char *text, struct options *o)
+{
+    for (size_t i = 0; i < sizeof(client_names) / sizeof(client_names[0]); i++) {
+        if (strcmp(text, client_names[i]) == 0) {
+            o->client = (enum client_counting)i;
+            return NULL;
+        }
+    }
+    return "expected auto, on or off";
+}
+
+enum client_counting options_client(const char *(*lookup)(const char *name))
+{
+    struct options scratch = {.client = CLIENT_AUTO};
+    const char *text = lookup("GRPCPROM_CLIENT");
+    if (text)
+        parse_client(text, &scratch);
+    return scratch.client;
+}
+
 /* A bad value keeps the default, except where the default would open what
  * the value meant to close (`fails_closed`): then the page refuses everyone. */
 static const struct {
@@ -203,6 +225,7 @@ static const struct {
     {"GRPCPROM_SHM", "", parse_shm, false},
     {"GRPCPROM_PROTOSET", "", parse_protoset, false},
     {"GRPCPROM_INTERNALS", "1", parse_internals, false},
+    {"GRPCPROM_CLIENT", "auto", parse_client, false},
 };
 
 void options_page_access(const struct options *o, struct page_access *out)

@@ -10,6 +10,13 @@
 #include "region.h"
 #include "region_files.h"
 
+/* GRPCPROM_CLIENT: whose client calls are counted. */
+enum client_counting {
+    CLIENT_AUTO,    /* in a process that serves */
+    CLIENT_ON,      /* in every process: a client-only one gets a region and a page too */
+    CLIENT_OFF,
+};
+
 struct options {
     bool disable;                              /* GRPCPROM_DISABLE: pure pass-through */
     bool internals;                            /* GRPCPROM_INTERNALS: read libgrpc's memory */
@@ -26,12 +33,17 @@ struct options {
     char tls_key_file[256];                    /* GRPCPROM_TLS_KEY */
     char protoset[1024];                       /* GRPCPROM_PROTOSET: descriptor sets, ':'-separated */
     char shm[REGION_NAME_MAX + 1];             /* GRPCPROM_SHM: a shared region's name, "" = own */
+    enum client_counting client;               /* GRPCPROM_CLIENT */
     bool refuse_everyone;                      /* one of the five above was unusable */
 };
 
 /* Fills `o` from `lookup` (getenv, or a test's table). A bad value logs one
  * line naming the variable, the value and the default kept, then keeps it. */
 void options_load(struct options *o, const char *(*lookup)(const char *name));
+
+/* GRPCPROM_CLIENT as `lookup` gives it, read alone, saying nothing: a
+ * process that is no server asks it before it may become anything. */
+enum client_counting options_client(const char *(*lookup)(const char *name));
 
 /* The page's access settings, pointing into `o`. */
 void options_page_access(const struct options *o, struct page_access *out);

@@ -63,8 +63,11 @@ void store_format(void *base, const struct grpcprom_header *plan, const double *
         h->bucket_bounds_ns[i] = (uint64_t)(bounds[i] * 1e9 + 0.5);
     }
     /* The overflow slots exist from the start; the page shows them once used. */
-    for (uint32_t bits = 0; bits < GRPCPROM_OVERFLOW_SLOTS; bits++) {
-        struct grpcprom_method *m = grpcprom_region_overflow(h, bits);
+    for (uint32_t i = 0; i < GRPCPROM_OVERFLOW_SLOTS; i++) {
+        uint32_t bits = i % 4;
+        enum grpcprom_side side = i < 4 ? GRPCPROM_SERVER : GRPCPROM_CLIENT;
+        struct grpcprom_method *m = grpcprom_region_overflow(h, side, bits);
+        m->side = side;
         m->path_len = sizeof(GRPCPROM_OVERFLOW_PATH) - 1;
         memcpy(m->path, GRPCPROM_OVERFLOW_PATH, m->path_len);
         atomic_init(&m->type_bits, GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT | bits);
@@ -88,11 +91,12 @@ struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count
     return base;
 }
 
-/* FNV-1a from a per-region seed, then a final mix so the low bits that pick
- * the index entry depend on every byte. */
-static uint64_t path_hash(const struct grpcprom_header *h, const char *path, size_t len)
+/* FNV-1a from a per-region seed (and the side), then a final mix so the
+ * low bits that pick the index entry depend on every byte. */
+static uint64_t path_hash(const struct grpcprom_header *h, enum grpcprom_side side, const char *path,
+                          size_t len)
 {
-    uint64_t x = 1469598103934665603ull ^ h->hash_seed;
+    uint64_t x = 1469598103934665603ull ^ h->hash_seed ^ (uint64_t)side;
     for (size_t i = 0; i < len; i++)
         x = (x ^ (unsigned char)path[i]) * 1099511628211ull;
     x ^= x >> 31;
@@ -100,15 +104,17 @@ static uint64_t path_hash(const struct grpcprom_header *h, const char *path, siz
     return x ^ (x >> 27);
 }
 
-static bool slot_is(const struct grpcprom_method *m, uint64_t hash, const char *path, size_t len)
+static bool slot_is(const struct grpcprom_method *m, uint64_t hash, enum grpcprom_side side,
+                    const char *path, size_t len)
 {
-    return m->path_hash == hash && m->path_len == len && memcmp(m->path, path, len) == 0;
+    return m->path_hash == hash && m->side == side && m->path_len == len &&
+           memcmp(m->path, path, len) == 0;
 }
 
 /* Fills the next free slot with the path, not yet visible to readers; NULL
  * when every slot is taken. */
-static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t hash, const char *path,
-                                         size_t len)
+static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t hash,
+                                         enum grpcprom_side side, const char *path, size_t len)
 {
     if (atomic_load_explicit(&h->methods_used, memory_order_relaxed) >= h->method_capacity)
         return NULL;
@@ -117,6 +123,7 @@ static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t has
         return NULL;
     struct grpcprom_method *m = &grpcprom_region_methods(h)[n];
     m->path_hash = hash;
+    m->side = side;
     m->path_len = (uint32_t)len;
     memcpy(m->path, path, len);
     return m;
@@ -127,10 +134,10 @@ static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t has
  * that loses the entry to the same path uses the winner's slot, and its own
  * stays unpublished: a slot lost per racing thread, at worst. The index is
  * at most half full, so an empty entry is always near. */
-static struct grpcprom_method *lookup(struct grpcprom_header *h, const char *path, size_t len,
-                                      bool create)
+static struct grpcprom_method *lookup(struct grpcprom_header *h, enum grpcprom_side side,
+                                      const char *path, size_t len, bool create)
 {
-    uint64_t hash = path_hash(h, path, len);
+    uint64_t hash = path_hash(h, side, path, len);
     _Atomic uint32_t *index = grpcprom_region_index(h);
     struct grpcprom_method *slots = grpcprom_region_methods(h);
     struct grpcprom_method *mine = NULL;
@@ -139,7 +146,7 @@ static struct grpcprom_method *lookup(struct grpcprom_header *h, const char *pat
         _Atomic uint32_t *entry = &index[(hash + probe) & mask];
         uint32_t v = atomic_load_explicit(entry, memory_order_acquire);
         if (v == 0) {
-            if (!create || (mine == NULL && (mine = take_slot(h, hash, path, len)) == NULL))
+            if (!create || (mine == NULL && (mine = take_slot(h, hash, side, path, len)) == NULL))
                 return NULL;
             uint32_t number = (uint32_t)(mine - slots) + 1;
             if (atomic_compare_exchange_strong_explicit(entry, &v, number, memory_order_acq_rel,
@@ -150,20 +157,22 @@ static struct grpcprom_method *lookup(struct grpcprom_header *h, const char *pat
         }
         if (v > h->method_capacity) /* a damaged region: nothing there is trusted */
             return NULL;
-        if (slot_is(&slots[v - 1], hash, path, len))
+        if (slot_is(&slots[v - 1], hash, side, path, len))
             return &slots[v - 1];
     }
     return NULL;
 }
 
-struct grpcprom_method *store_find(struct grpcprom_header *h, const char *path, size_t len)
+struct grpcprom_method *store_find(struct grpcprom_header *h, enum grpcprom_side side,
+                                   const char *path, size_t len)
 {
     if (len == 0 || len > GRPCPROM_PATH_MAX)
         return NULL;
-    return lookup(h, path, len, false);
+    return lookup(h, side, path, len, false);
 }
 
-struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path, size_t len,
+struct grpcprom_method *store_claim(struct grpcprom_header *h, enum grpcprom_side side,
+                                    const char *path, size_t len,
                                     enum grpcprom_overflow_reason *why)
 {
     static const char overflow_path[] = GRPCPROM_OVERFLOW_PATH;
@@ -177,7 +186,7 @@ struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path,
         return NULL;
     }
     *why = GRPCPROM_OVERFLOW_TABLE_FULL;
-    return lookup(h, path, len, true);
+    return lookup(h, side, path, len, true);
 }
 
 void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason why, uint64_t calls)
@@ -212,15 +221,21 @@ void store_mark_type(struct grpcprom_method *m, uint32_t bits)
         atomic_fetch_or_explicit(&m->type_bits, bits, memory_order_relaxed);
 }
 
+void store_observe(const struct grpcprom_header *h, struct grpcprom_counts *c,
+                   enum grpcprom_histogram which, uint64_t ns)
+{
+    unsigned bucket = 0;
+    while (bucket < h->bucket_count && ns > h->bucket_bounds_ns[bucket])
+        bucket++;
+    store_add(which == GRPCPROM_HANDLING ? &c->latency_sum_us : &c->msg_sum_us[which - 1], ns / 1000);
+    store_add(&c->buckets[GRPCPROM_HISTOGRAM_START(h, which) + bucket], 1);
+}
+
 void store_handled(const struct grpcprom_header *h, struct grpcprom_counts *c, int code,
                    uint64_t latency_ns)
 {
     if (code < 0 || code >= GRPCPROM_CODES)
         code = 2; /* Unknown, as grpc-go maps codes it does not know */
-    unsigned bucket = 0;
-    while (bucket < h->bucket_count && latency_ns > h->bucket_bounds_ns[bucket])
-        bucket++;
     store_add(&c->handled[code], 1);
-    store_add(&c->latency_sum_us, latency_ns / 1000);
-    store_add(&c->buckets[bucket], 1);
+    store_observe(h, c, GRPCPROM_HANDLING, latency_ns);
 }

@@ -23,12 +23,16 @@ void store_format(void *base, const struct grpcprom_header *plan, const double *
 struct grpcprom_header *store_create(const double *bounds, unsigned bucket_count,
                                      unsigned method_capacity);
 
-/* The slot of `path` (len bytes, "/svc/method"), or NULL when it has none. */
-struct grpcprom_method *store_find(struct grpcprom_header *h, const char *path, size_t len);
+/* The slot of `path` (len bytes, "/svc/method") on `side`, or NULL when it
+ * has none. */
+struct grpcprom_method *store_find(struct grpcprom_header *h, enum grpcprom_side side,
+                                   const char *path, size_t len);
 
-/* The slot of `path`, claimed when it has none. NULL when the path cannot
- * have a slot of its own; *why then says which overflow reason applies. */
-struct grpcprom_method *store_claim(struct grpcprom_header *h, const char *path, size_t len,
+/* The slot of `path` on `side`, claimed when it has none. NULL when the
+ * path cannot have a slot of its own; *why then says which overflow reason
+ * applies. */
+struct grpcprom_method *store_claim(struct grpcprom_header *h, enum grpcprom_side side,
+                                    const char *path, size_t len,
                                     enum grpcprom_overflow_reason *why);
 
 /* Counts calls sent to an overflow slot (none when a method is declared
@@ -65,6 +69,10 @@ static inline uint32_t store_shard(const struct grpcprom_header *h)
     }
     return cpu & (h->shard_count - 1);
 }
+
+/* Observes `ns` nanoseconds in one of the block's histograms. */
+void store_observe(const struct grpcprom_header *h, struct grpcprom_counts *c,
+                   enum grpcprom_histogram which, uint64_t ns);
 
 /* Counts a finished call: its code, and its latency in the histogram. */
 void store_handled(const struct grpcprom_header *h, struct grpcprom_counts *c, int code,

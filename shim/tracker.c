@@ -62,6 +62,13 @@ struct call_record {
     _Atomic uint32_t sent;              /* counted here only while method is NULL */
     _Atomic uint32_t stream_bits;       /* how this call streamed */
     _Atomic uint32_t next_free;         /* on the free stack: the next one's number */
+    /* A client's call: its RECV_STATUS_ON_CLIENT in flight, when its send
+     * and receive in flight started, the time of a message held (see
+     * tracker_client_done), and client_flags. */
+    int *_Atomic pending_status;
+    _Atomic int64_t send_start_ns, recv_start_ns, status_start_ns;
+    _Atomic int64_t held_send_ns, held_recv_ns;
+    _Atomic uint32_t client_flags;
     char short_path[SHORT_PATH];        /* the path of a call without a slot, if short */
 };
 
@@ -164,7 +171,7 @@ struct call_record *tracker_call_started(const struct call_start *start)
     }
     rec->method = start->method;
     if (rec->method == NULL)
-        rec->method = store_find(region, start->path, start->path_len);
+        rec->method = store_find(region, GRPCPROM_SERVER, start->path, start->path_len);
     rec->start_ns = tracker_now_ns();
     rec->deadline_ns = start->deadline_ns;
     rec->registered = start->registered;
@@ -245,7 +252,7 @@ static int cancel_code(const struct call_record *rec, int64_t now)
 static struct grpcprom_method *slot_at_end(struct call_record *rec, int code, bool delivered)
 {
     const char *path = record_path(rec);
-    struct grpcprom_method *m = store_find(region, path, rec->path_len);
+    struct grpcprom_method *m = store_find(region, GRPCPROM_SERVER, path, rec->path_len);
     if (m)
         return m;
     if (delivered && code == CODE_UNIMPLEMENTED) {
@@ -254,7 +261,7 @@ static struct grpcprom_method *slot_at_end(struct call_record *rec, int code, bo
     }
     enum grpcprom_overflow_reason why;
     if (delivered)
-        m = store_claim(region, path, rec->path_len, &why);
+        m = store_claim(region, GRPCPROM_SERVER, path, rec->path_len, &why);
     else if (rec->path_len > GRPCPROM_PATH_MAX)
         why = GRPCPROM_OVERFLOW_PATH_TOO_LONG;
     else if (!grpcprom_label_text_ok(path, rec->path_len))
@@ -264,7 +271,8 @@ static struct grpcprom_method *slot_at_end(struct call_record *rec, int code, bo
     if (m)
         return m;
     store_overflowed(region, why, 1);
-    return grpcprom_region_overflow(region, atomic_load_explicit(&rec->stream_bits, memory_order_relaxed));
+    return grpcprom_region_overflow(region, GRPCPROM_SERVER,
+                                    atomic_load_explicit(&rec->stream_bits, memory_order_relaxed));
 }
 
 /* Counts the call's end once, whichever event settles it first. `delivered`
@@ -412,4 +420,288 @@ void tracker_batch_done(struct call_record *rec, unsigned ops, bool success)
     else if ((ops & BATCH_SEND_STATUS) &&
              atomic_load_explicit(&rec->status_state, memory_order_acquire) == STATUS_SUBMITTED)
         settle_submitted(rec);
+}
+
+/* ---- a client's calls, counted as go-grpc-prometheus' client interceptors
+ * count them. A unary call counts its request when it starts whatever
+ * follows, its reply when it ends OK, and no per-message time; a stream
+ * counts and times each message. The core does not say which a call is:
+ * a message sent with the close, or received with the status, is what a
+ * unary call does (and a stream's only request, or a client stream's
+ * reply), so such a message is held until the call shows it streams
+ * (another message, or one apart from the close or the status) or ends.
+ * A stream that never got a message through is one that failed to open:
+ * Go counts its start and its code alone. */
+enum client_flag {
+    SEND_WITH_CLOSE = 1u << 0,   /* the send in flight goes with the close */
+    RECV_WITH_STATUS = 1u << 1,  /* the receive in flight goes with the status */
+    SEND_STARTED = 1u << 2,      /* a message was submitted: a unary call's request */
+    OPENED = 1u << 3,            /* a message went out or came in */
+    HELD_SEND = 1u << 4,         /* a message sent with the close, not counted yet */
+    HELD_SEND_OK = 1u << 5,
+    HELD_RECV = 1u << 6,         /* a receive with the status, not counted yet */
+    HELD_RECV_GOT = 1u << 7,
+    SETTLED = 1u << 8,           /* the end is counted: a late held message goes as below */
+    SETTLED_STREAM = 1u << 9,
+    SETTLED_OK = 1u << 10,
+    END_SEEN = 1u << 11,         /* a receive found no more messages */
+};
+
+#define STREAM_BITS (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS)
+
+/* The client slot of `path`: its type is the server slot's when a
+ * descriptor set declares it; an overflow slot when it can have none. */
+static struct grpcprom_method *client_slot(const char *path, size_t len)
+{
+    struct grpcprom_method *m = store_find(region, GRPCPROM_CLIENT, path, len);
+    if (m)
+        return m;
+    enum grpcprom_overflow_reason why;
+    m = store_claim(region, GRPCPROM_CLIENT, path, len, &why);
+    if (m == NULL) {
+        store_overflowed(region, why, 0);
+        return grpcprom_region_overflow(region, GRPCPROM_CLIENT, 0);
+    }
+    struct grpcprom_method *server = store_find(region, GRPCPROM_SERVER, path, len);
+    uint32_t declared = server ? atomic_load_explicit(&server->type_bits, memory_order_relaxed) : 0;
+    if (declared & GRPCPROM_TYPE_EXACT)
+        store_mark_type(m, GRPCPROM_TYPE_EXACT | (declared & STREAM_BITS));
+    return m;
+}
+
+struct call_record *tracker_client_started(const char *path, size_t len, int64_t deadline_ns)
+{
+    struct call_record *rec = take_record();
+    if (rec == NULL) {
+        static atomic_bool said;
+        store_untracked(region, &said, "the call table is full (GRPCPROM_MAX_CALLS calls in flight)");
+        return NULL;
+    }
+    rec->method = client_slot(path, len);
+    if (atomic_load_explicit(&rec->method->type_bits, memory_order_relaxed) & GRPCPROM_OVERFLOW)
+        store_add(&region->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1);
+    rec->start_ns = tracker_now_ns();
+    rec->deadline_ns = deadline_ns;
+    rec->epoch = epoch;
+    rec->shard = store_shard(region);
+    atomic_store_explicit(&rec->status_state, STATUS_NONE, memory_order_relaxed);
+    atomic_store_explicit(&rec->pending_recv, NULL, memory_order_relaxed);
+    atomic_store_explicit(&rec->pending_status, NULL, memory_order_relaxed);
+    atomic_store_explicit(&rec->received, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->sent, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->stream_bits, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->client_flags, 0, memory_order_relaxed);
+    store_add(&grpcprom_region_counts(region, rec->method, rec->shard)->started, 1);
+    return rec;
+}
+
+/* How the call streams: as its method is declared, else as it or an
+ * earlier call of its method was seen to stream. */
+static uint32_t client_stream_bits(const struct call_record *rec)
+{
+    uint32_t m = atomic_load_explicit(&rec->method->type_bits, memory_order_relaxed);
+    if (!(m & GRPCPROM_TYPE_EXACT) || (m & GRPCPROM_OVERFLOW))
+        m |= atomic_load_explicit(&rec->stream_bits, memory_order_relaxed);
+    return m & STREAM_BITS;
+}
+
+static bool client_streams(const struct call_record *rec)
+{
+    return client_stream_bits(rec) != 0;
+}
+
+static struct grpcprom_counts *client_counts(const struct call_record *rec)
+{
+    return grpcprom_region_counts(region, rec->method, rec->shard);
+}
+
+/* A stream's message, as Go counts SendMsg and RecvMsg: each one timed,
+ * counted when it went through. */
+static void stream_message(struct call_record *rec, bool send, bool through, int64_t ns)
+{
+    struct grpcprom_counts *c = client_counts(rec);
+    store_observe(region, c, send ? GRPCPROM_MSG_SEND : GRPCPROM_MSG_RECV, ns > 0 ? (uint64_t)ns : 0);
+    if (through)
+        store_add(send ? &c->msg_sent : &c->msg_received, 1);
+}
+
+enum held_fate { HELD_AS_STREAM, HELD_AS_UNARY_OK, HELD_DROPPED };
+
+/* Takes the held messages (each exactly once, whoever gets there first)
+ * and counts them as `fate` says: a stream's messages, a unary call's
+ * reply (its request was counted when it ended), or nothing. */
+static void release_held(struct call_record *rec, enum held_fate fate)
+{
+    uint32_t f = atomic_fetch_and(&rec->client_flags, ~(HELD_SEND | HELD_RECV));
+    if (fate == HELD_AS_STREAM && (f & HELD_SEND))
+        stream_message(rec, true, f & HELD_SEND_OK, atomic_load(&rec->held_send_ns));
+    if (fate == HELD_AS_STREAM && (f & HELD_RECV))
+        stream_message(rec, false, f & HELD_RECV_GOT, atomic_load(&rec->held_recv_ns));
+    if (fate == HELD_AS_UNARY_OK && (f & HELD_RECV) && (f & HELD_RECV_GOT))
+        store_add(&client_counts(rec)->msg_received, 1);
+}
+
+/* What becomes of messages held once the call has ended. */
+static enum held_fate fate_after_end(uint32_t flags)
+{
+    if (flags & SETTLED_STREAM)
+        return HELD_AS_STREAM;
+    return (flags & SETTLED_OK) ? HELD_AS_UNARY_OK : HELD_DROPPED;
+}
+
+/* Holds a message that may be a unary call's. Whoever publishes last (this
+ * hold, the call's end or its first sign of streaming) sees the other's
+ * mark and releases it. */
+static void hold(struct call_record *rec, uint32_t flags, _Atomic int64_t *ns_field, int64_t ns)
+{
+    atomic_store(ns_field, ns);
+    atomic_fetch_or(&rec->client_flags, flags);
+    uint32_t now = atomic_load(&rec->client_flags);
+    if (now & SETTLED)
+        release_held(rec, fate_after_end(now));
+    else if (client_streams(rec))
+        release_held(rec, HELD_AS_STREAM);
+}
+
+/* A message done: `alone` when it went apart from the close (a send) or
+ * the status (a receive), `count` messages of its kind before it. */
+static void client_message(struct call_record *rec, bool send, bool through, int64_t ns, bool alone,
+                           uint32_t before)
+{
+    if (alone || before > 0) {
+        uint32_t bit = send ? GRPCPROM_CLIENT_STREAMS : GRPCPROM_SERVER_STREAMS;
+        atomic_fetch_or(&rec->stream_bits, bit);
+        store_mark_type(rec->method, bit);
+    }
+    if (through)
+        atomic_fetch_or(&rec->client_flags, OPENED);
+    uint32_t flags = atomic_load(&rec->client_flags);
+    if (client_streams(rec)) {
+        release_held(rec, (flags & OPENED) ? HELD_AS_STREAM : HELD_DROPPED);
+        /* Before the stream opened, a message that did not go through is
+         * Go's NewStream failing: no SendMsg or RecvMsg happened. */
+        if (flags & OPENED)
+            stream_message(rec, send, through, ns);
+    } else if (before == 0) {
+        uint32_t held = send ? HELD_SEND | (through ? HELD_SEND_OK : 0)
+                             : HELD_RECV | (through ? HELD_RECV_GOT : 0);
+        hold(rec, held, send ? &rec->held_send_ns : &rec->held_recv_ns, ns);
+    }
+}
+
+/* Counts the call's end once: its code and latency; a unary call's
+ * request; what was held, as the call turned out to be. */
+static void settle_client(struct call_record *rec, int code, int64_t end_ns)
+{
+    uint32_t state = atomic_load_explicit(&rec->status_state, memory_order_acquire);
+    do {
+        if (state == STATUS_DONE)
+            return;
+    } while (!atomic_compare_exchange_weak(&rec->status_state, &state, STATUS_DONE));
+    struct grpcprom_counts *c = client_counts(rec);
+    bool stream = client_streams(rec);
+    uint32_t flags = atomic_load(&rec->client_flags);
+    if (!stream && (flags & SEND_STARTED))
+        store_add(&c->msg_sent, 1);
+    uint32_t settled = SETTLED | (stream ? SETTLED_STREAM : 0) | (code == CODE_OK ? SETTLED_OK : 0);
+    flags = atomic_fetch_or(&rec->client_flags, settled) | settled;
+    if (stream && !(flags & OPENED))
+        release_held(rec, HELD_DROPPED);
+    else
+        release_held(rec, fate_after_end(flags));
+    store_handled(region, c, code, end_ns > rec->start_ns ? (uint64_t)(end_ns - rec->start_ns) : 0);
+}
+
+/* Go ends a server stream only in the RecvMsg that finds no more messages,
+ * and times that receive: a client that asks for the status without such a
+ * receive (C++ Finish after a cancel) has it timed as that receive. */
+static void terminal_receive(struct call_record *rec, int64_t ns)
+{
+    uint32_t flags = atomic_load(&rec->client_flags);
+    if ((client_stream_bits(rec) & GRPCPROM_SERVER_STREAMS) && (flags & OPENED) &&
+        !(flags & END_SEEN) &&
+        atomic_load_explicit(&rec->status_state, memory_order_relaxed) != STATUS_DONE)
+        stream_message(rec, false, false, ns);
+}
+
+unsigned tracker_client_submit(struct call_record *rec, const struct batch_ops *ops)
+{
+    if (rec->epoch != epoch)
+        return 0;
+    unsigned noted = 0;
+    int64_t now = tracker_now_ns();
+    if (ops->ops & BATCH_SEND_MESSAGE) {
+        atomic_store(&rec->send_start_ns, now);
+        if (ops->ops & BATCH_SEND_CLOSE)
+            atomic_fetch_or(&rec->client_flags, SEND_WITH_CLOSE | SEND_STARTED);
+        else
+            atomic_fetch_or(&rec->client_flags, SEND_STARTED);
+        noted |= BATCH_SEND_MESSAGE;
+    }
+    void **no_recv = NULL;
+    if ((ops->ops & BATCH_RECV_MESSAGE) &&
+        atomic_compare_exchange_strong(&rec->pending_recv, &no_recv, ops->recv_message)) {
+        atomic_store(&rec->recv_start_ns, now);
+        if (ops->ops & BATCH_RECV_STATUS)
+            atomic_fetch_or(&rec->client_flags, RECV_WITH_STATUS);
+        else
+            atomic_fetch_and(&rec->client_flags, ~RECV_WITH_STATUS);
+        noted |= BATCH_RECV_MESSAGE;
+    }
+    int *no_status = NULL;
+    if ((ops->ops & BATCH_RECV_STATUS) &&
+        atomic_compare_exchange_strong(&rec->pending_status, &no_status, ops->status)) {
+        atomic_store(&rec->status_start_ns, now);
+        noted |= BATCH_RECV_STATUS;
+    }
+    return noted;
+}
+
+void tracker_client_refused(struct call_record *rec, unsigned noted)
+{
+    if (noted & BATCH_RECV_MESSAGE)
+        atomic_store(&rec->pending_recv, NULL);
+    if (noted & BATCH_RECV_STATUS)
+        atomic_store(&rec->pending_status, NULL);
+}
+
+void tracker_client_done(struct call_record *rec, unsigned ops, bool success)
+{
+    if (rec->epoch != epoch)
+        return;
+    int64_t now = tracker_now_ns();
+    if (ops & BATCH_SEND_MESSAGE) {
+        uint32_t flags = atomic_fetch_and(&rec->client_flags, ~SEND_WITH_CLOSE);
+        uint32_t before = atomic_fetch_add(&rec->sent, 1);
+        client_message(rec, true, success, now - atomic_load(&rec->send_start_ns),
+                       !(flags & SEND_WITH_CLOSE), before);
+    }
+    if (ops & BATCH_RECV_MESSAGE) {
+        void **landed = atomic_exchange(&rec->pending_recv, NULL);
+        if (landed) {
+            bool got = success && *landed != NULL;
+            uint32_t before = got ? atomic_fetch_add(&rec->received, 1) : atomic_load(&rec->received);
+            if (!got)
+                atomic_fetch_or(&rec->client_flags, END_SEEN);
+            bool alone = !(atomic_load(&rec->client_flags) & RECV_WITH_STATUS);
+            client_message(rec, false, got, now - atomic_load(&rec->recv_start_ns), alone, before);
+        }
+    }
+    if (ops & BATCH_RECV_STATUS) {
+        int *status = atomic_exchange(&rec->pending_status, NULL);
+        if (status) {
+            terminal_receive(rec, now - atomic_load(&rec->status_start_ns));
+            settle_client(rec, success ? *status : CODE_CANCELLED, now);
+        }
+    }
+}
+
+void tracker_client_destroyed(void *arg)
+{
+    struct call_record *rec = arg;
+    if (rec->epoch != epoch)
+        return;
+    int64_t now = tracker_now_ns();
+    settle_client(rec, cancel_code(rec, now), now);
+    give_back(rec);
 }

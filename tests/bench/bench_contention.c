@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     }
     h = store_create(bounds, 11, 16);
     enum grpcprom_overflow_reason why;
-    hot = store_claim(h, "/bench.S/Hot", 12, &why);
+    hot = store_claim(h, GRPCPROM_SERVER, "/bench.S/Hot", 12, &why);
     if (h == NULL || hot == NULL)
         return 1;
     double one[100], sharded[100];

@@ -96,8 +96,8 @@ static struct grpcprom_header *make_region(uint32_t methods)
         fill(h, &grpcprom_region_methods(h)[i], i, path);
     }
     atomic_store(&h->methods_used, methods);
-    fill(h, grpcprom_region_overflow(h, 0), 1, GRPCPROM_OVERFLOW_PATH);
-    grpcprom_region_overflow(h, 0)->type_bits = GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT;
+    fill(h, grpcprom_region_overflow(h, GRPCPROM_SERVER, 0), 1, GRPCPROM_OVERFLOW_PATH);
+    grpcprom_region_overflow(h, GRPCPROM_SERVER, 0)->type_bits = GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT;
     atomic_store_explicit(&h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1234, memory_order_relaxed);
     if (grpcprom_region_check(h, size) != 0)
         abort();

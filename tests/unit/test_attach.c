@@ -33,7 +33,7 @@ static pid_t count_in_child(unsigned capacity, int calls)
     if (child == 0) {
         struct grpcprom_header *h = attach_region(name, bounds, 11, capacity);
         enum grpcprom_overflow_reason why;
-        struct grpcprom_method *m = h ? store_claim(h, "/svc/m", 6, &why) : NULL;
+        struct grpcprom_method *m = h ? store_claim(h, GRPCPROM_SERVER, "/svc/m", 6, &why) : NULL;
         for (int i = 0; m && i < calls; i++)
             store_add(&grpcprom_region_counts(h, m, store_shard(h))->started, 1);
         _exit(m && h->method_capacity == 16 ? 0 : 1);
@@ -43,7 +43,7 @@ static pid_t count_in_child(unsigned capacity, int calls)
 
 static uint64_t started(struct grpcprom_header *h)
 {
-    struct grpcprom_method *m = store_find(h, "/svc/m", 6);
+    struct grpcprom_method *m = store_find(h, GRPCPROM_SERVER, "/svc/m", 6);
     struct grpcprom_totals t = {0};
     if (m)
         grpcprom_region_sum(h, m, &t);

@@ -13,13 +13,13 @@ static struct grpcprom_header *shared;
 static struct grpcprom_method *claim(struct grpcprom_header *h, const char *path)
 {
     enum grpcprom_overflow_reason why;
-    return store_claim(h, path, strlen(path), &why);
+    return store_claim(h, GRPCPROM_SERVER, path, strlen(path), &why);
 }
 
 static enum grpcprom_overflow_reason refusal(struct grpcprom_header *h, const char *path, size_t len)
 {
     enum grpcprom_overflow_reason why = GRPCPROM_OVERFLOW_REASONS;
-    CHECK(store_claim(h, path, len, &why) == NULL);
+    CHECK(store_claim(h, GRPCPROM_SERVER, path, len, &why) == NULL);
     return why;
 }
 
@@ -40,13 +40,13 @@ static void *claim_and_count(void *arg)
     for (int round = 0; round < 4000; round++) {
         int n = snprintf(path, sizeof(path), "/svc.S/M%d", round % 200);
         enum grpcprom_overflow_reason why;
-        struct grpcprom_method *m = store_claim(shared, path, (size_t)n, &why);
+        struct grpcprom_method *m = store_claim(shared, GRPCPROM_SERVER, path, (size_t)n, &why);
         if (m == NULL)
-            m = grpcprom_region_overflow(shared, 0);
+            m = grpcprom_region_overflow(shared, GRPCPROM_SERVER, 0);
         store_add(&grpcprom_region_counts(shared, m, store_shard(shared))->started, 1);
         /* A refused path can still be published after the refusal, by a
          * thread that took the last slot for it first: then it is found. */
-        struct grpcprom_method *found = store_find(shared, path, (size_t)n);
+        struct grpcprom_method *found = store_find(shared, GRPCPROM_SERVER, path, (size_t)n);
         if (m->type_bits & GRPCPROM_OVERFLOW ? found && memcmp(found->path, path, (size_t)n) != 0
                                              : found != m)
             wrong++;
@@ -65,12 +65,12 @@ int main(void)
     CHECK_INT(h->bucket_bounds_ns[10], 10000000000ll);
 
     /* A slot is found again by its path, and only created by a claim. */
-    CHECK(store_find(h, "/a.B/C", 6) == NULL);
+    CHECK(store_find(h, GRPCPROM_SERVER, "/a.B/C", 6) == NULL);
     struct grpcprom_method *m = claim(h, "/a.B/C");
     CHECK(m != NULL);
-    CHECK(store_find(h, "/a.B/C", 6) == m);
+    CHECK(store_find(h, GRPCPROM_SERVER, "/a.B/C", 6) == m);
     CHECK(claim(h, "/a.B/C") == m);
-    CHECK(store_find(h, "/a.B/Cd", 7) == NULL);
+    CHECK(store_find(h, GRPCPROM_SERVER, "/a.B/Cd", 7) == NULL);
     CHECK_INT(m->path_len, 6);
     CHECK(memcmp(m->path, "/a.B/C", 6) == 0);
     CHECK_INT(atomic_load(&m->state), GRPCPROM_SLOT_READY);
@@ -96,8 +96,35 @@ int main(void)
     /* Every slot's shards are whole cache lines of their own, inside the region. */
     CHECK_INT(h->counts_size % 64, 0);
     CHECK_INT((uintptr_t)first % 64, 0);
-    CHECK((char *)grpcprom_region_counts(h, grpcprom_region_overflow(h, 3), h->shard_count - 1) +
-              h->counts_size == (char *)h + h->region_size);
+    CHECK((char *)grpcprom_region_counts(h, grpcprom_region_overflow(h, GRPCPROM_CLIENT, 3),
+                                         h->shard_count - 1) + h->counts_size ==
+          (char *)h + h->region_size);
+
+    /* A client's per-message histograms have buckets of their own, after
+     * the handling histogram's, and sums of their own. */
+    store_observe(h, first, GRPCPROM_MSG_SEND, 5000001);
+    store_observe(h, last, GRPCPROM_MSG_RECV, 20000000000);
+    grpcprom_region_sum(h, m, &t);
+    CHECK_INT(t.buckets[12 + 1], 1);
+    CHECK_INT(t.buckets[24 + 11], 1);
+    CHECK_INT(t.msg_sum_us[0], 5000);
+    CHECK_INT(t.msg_sum_us[1], 20000000ll);
+    CHECK_INT(t.latency_sum_us, 5000 + 5000 + 20000000ll + 0);
+    CHECK((char *)&last->buckets[GRPCPROM_HISTOGRAM_START(h, GRPCPROM_HISTOGRAMS)] <=
+          (char *)last + h->counts_size);
+
+    /* One path has a slot on each side; each side has its overflow slots. */
+    enum grpcprom_overflow_reason why;
+    struct grpcprom_method *as_client = store_claim(h, GRPCPROM_CLIENT, "/a.B/C", 6, &why);
+    CHECK(as_client != NULL && as_client != m);
+    CHECK_INT(as_client->side, GRPCPROM_CLIENT);
+    CHECK(store_find(h, GRPCPROM_CLIENT, "/a.B/C", 6) == as_client);
+    CHECK(store_find(h, GRPCPROM_SERVER, "/a.B/C", 6) == m);
+    CHECK(store_find(h, GRPCPROM_CLIENT, "/a.B/Cd", 7) == NULL);
+    for (uint32_t bits = 0; bits < 4; bits++) {
+        CHECK_INT(grpcprom_region_overflow(h, GRPCPROM_CLIENT, bits)->side, GRPCPROM_CLIENT);
+        CHECK_INT(grpcprom_region_overflow(h, GRPCPROM_SERVER, bits)->side, GRPCPROM_SERVER);
+    }
     CHECK(h->shard_count >= 1 && (h->shard_count & (h->shard_count - 1)) == 0);
 
     /* Declared types are not overridden by what calls seem to do. */
@@ -116,10 +143,10 @@ int main(void)
     char path[GRPCPROM_PATH_MAX + 1];
     memset(path, 'x', sizeof(path));
     path[0] = '/';
-    CHECK(store_claim(h, path, GRPCPROM_PATH_MAX, &(enum grpcprom_overflow_reason){0}) != NULL);
-    CHECK(store_find(h, path, GRPCPROM_PATH_MAX) != NULL);
+    CHECK(store_claim(h, GRPCPROM_SERVER, path, GRPCPROM_PATH_MAX, &(enum grpcprom_overflow_reason){0}) != NULL);
+    CHECK(store_find(h, GRPCPROM_SERVER, path, GRPCPROM_PATH_MAX) != NULL);
     CHECK_INT(refusal(h, path, sizeof(path)), GRPCPROM_OVERFLOW_PATH_TOO_LONG);
-    CHECK(store_find(h, path, sizeof(path)) == NULL);
+    CHECK(store_find(h, GRPCPROM_SERVER, path, sizeof(path)) == NULL);
     CHECK_INT(refusal(h, "/gen.Svc/M\xff", 11), GRPCPROM_OVERFLOW_INVALID_PATH);
     CHECK_INT(refusal(h, "/gen.Svc/M\xc0\xaf", 12), GRPCPROM_OVERFLOW_INVALID_PATH);   /* overlong '/' */
     CHECK_INT(refusal(h, "/gen.Svc/M\xed\xa0\x80", 13), GRPCPROM_OVERFLOW_INVALID_PATH); /* surrogate */
@@ -133,10 +160,10 @@ int main(void)
     CHECK(!grpcprom_label_text_ok("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
 
     /* Overflow slots: one per type, labelled _OTHER, type fixed. */
-    struct grpcprom_method *o = grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS);
-    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS));
-    CHECK(o != grpcprom_region_overflow(h, 0));
-    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS));
+    struct grpcprom_method *o = grpcprom_region_overflow(h, GRPCPROM_SERVER, GRPCPROM_CLIENT_STREAMS);
+    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_SERVER, GRPCPROM_CLIENT_STREAMS));
+    CHECK(o != grpcprom_region_overflow(h, GRPCPROM_SERVER, 0));
+    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_SERVER, GRPCPROM_CLIENT_STREAMS));
     CHECK_INT(o->path_len, strlen(GRPCPROM_OVERFLOW_PATH));
     store_mark_type(o, GRPCPROM_SERVER_STREAMS);
     CHECK_STR(grpcprom_type_label(o->type_bits), "client_stream");
@@ -153,7 +180,7 @@ int main(void)
     CHECK_INT(refusal(small, "/s/3", 4), GRPCPROM_OVERFLOW_TABLE_FULL);
     CHECK_INT(refusal(small, "/s/4", 4), GRPCPROM_OVERFLOW_TABLE_FULL);
     CHECK(claim(small, "/s/1") == s1);
-    CHECK(store_find(small, "/s/3", 4) == NULL);
+    CHECK(store_find(small, GRPCPROM_SERVER, "/s/3", 4) == NULL);
     CHECK_INT(grpcprom_region_methods_used(small), 2);
 
     /* However full the table, at least half the index stays empty, so a
@@ -163,7 +190,7 @@ int main(void)
     for (int i = 0; i < 6000; i++) {
         char p[32];
         enum grpcprom_overflow_reason why;
-        store_claim(big, p, (size_t)snprintf(p, sizeof(p), "/big.S/M%d", i), &why);
+        store_claim(big, GRPCPROM_SERVER, p, (size_t)snprintf(p, sizeof(p), "/big.S/M%d", i), &why);
     }
     CHECK_INT(grpcprom_region_methods_used(big), 5000);
     uint32_t empty = 0;
@@ -210,7 +237,7 @@ int main(void)
     }
     /* A slot filled by a claimer that lost its path to another thread stays
      * unpublished and unused: at most one per racing thread and path. */
-    uint64_t total = started_of(shared, grpcprom_region_overflow(shared, 0));
+    uint64_t total = started_of(shared, grpcprom_region_overflow(shared, GRPCPROM_SERVER, 0));
     uint32_t published = 0;
     for (uint32_t i = 0; i < grpcprom_region_methods_used(shared); i++) {
         struct grpcprom_method *s = &grpcprom_region_methods(shared)[i];

@@ -454,7 +454,7 @@ static void test_overflow_slots(void)
                                          GRPCPROM_OVERFLOW | GRPCPROM_TYPE_EXACT |
                                              GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS,
                                          GRPCPROM_SLOT_READY);
-    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS));
+    CHECK(o == grpcprom_region_overflow(h, GRPCPROM_SERVER, GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS));
     SET(h, o, started, 4);
     char *page = render(h);
     if (page) {
@@ -732,6 +732,70 @@ static void test_many_methods_exact(void)
 }
 
 /* The buffer grows, appends after what it holds, and reports failure. */
+#define CLIENT_LABELS "grpc_method=\"Unary\",grpc_service=\"a.B\",grpc_type=\"server_stream\""
+
+/* A process's client calls: go-grpc-prometheus' client families, in name
+ * order before the server's, each series shown once touched (a zero is
+ * not shown), apart from the server slot of the same path. */
+static void test_client_families(void)
+{
+    struct grpcprom_header *h = make_region(4, 11);
+    struct grpcprom_method *s = add_slot(h, 0, "/a.B/Unary", 0, GRPCPROM_SLOT_READY);
+    SET(h, s, started, 5);
+    struct grpcprom_method *c = add_slot(h, 1, "/a.B/Unary", GRPCPROM_SERVER_STREAMS, GRPCPROM_SLOT_READY);
+    c->side = GRPCPROM_CLIENT;
+    SET(h, c, started, 2);
+    SET(h, c, msg_sent, 2);
+    SET(h, c, handled[0], 1);
+    SET(h, c, handled[14], 1);
+    SET(h, c, buckets[0], 2);
+    SET(h, c, latency_sum_us, 3000);
+    SET(h, c, buckets[12 + 1], 1);   /* one send, in le=0.01 */
+    SET(h, c, msg_sum_us[0], 6000);
+    char *page = render(h);
+    if (page == NULL) {
+        free(h);
+        return;
+    }
+    static const char *const families[] = {
+        "# HELP grpc_client_handled_total Total number of RPCs completed by the client, regardless of success or failure.",
+        "# HELP grpc_client_handling_seconds Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
+        "# HELP grpc_client_msg_received_total Total number of RPC stream messages received by the client.",
+        "# HELP grpc_client_msg_recv_handling_seconds Histogram of response latency (seconds) of the gRPC single message receive.",
+        "# HELP grpc_client_msg_send_handling_seconds Histogram of response latency (seconds) of the gRPC single message send.",
+        "# HELP grpc_client_msg_sent_total Total number of gRPC stream messages sent by the client.",
+        "# HELP grpc_client_started_total Total number of RPCs started on the client.",
+        "# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.",
+    };
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        CHECK(line_no(page, families[i]) >= 0);
+        if (i > 0)
+            CHECK(line_no(page, families[i]) > line_no(page, families[i - 1]));
+    }
+    CHECK(line_no(page, "grpc_client_handled_total{grpc_code=\"OK\"," CLIENT_LABELS "} 1") >= 0);
+    CHECK(line_no(page, "grpc_client_handled_total{grpc_code=\"Unavailable\"," CLIENT_LABELS "} 1") >= 0);
+    CHECK(line_no(page, "grpc_client_handling_seconds_count{" CLIENT_LABELS "} 2") >= 0);
+    CHECK(line_no(page, "grpc_client_handling_seconds_sum{" CLIENT_LABELS "} 0.003") >= 0);
+    CHECK(line_no(page, "grpc_client_msg_send_handling_seconds_bucket{" CLIENT_LABELS ",le=\"0.005\"} 0") >= 0);
+    CHECK(line_no(page, "grpc_client_msg_send_handling_seconds_bucket{" CLIENT_LABELS ",le=\"0.01\"} 1") >= 0);
+    CHECK(line_no(page, "grpc_client_msg_send_handling_seconds_sum{" CLIENT_LABELS "} 0.006") >= 0);
+    CHECK(line_no(page, "grpc_client_msg_sent_total{" CLIENT_LABELS "} 2") >= 0);
+    CHECK(line_no(page, "grpc_client_started_total{" CLIENT_LABELS "} 2") >= 0);
+    CHECK(strstr(page, "grpc_client_msg_received_total{") == NULL);
+    CHECK(strstr(page, "grpc_client_msg_recv_handling_seconds_count{") == NULL);
+    CHECK(line_no(page, "grpc_server_started_total{grpc_method=\"Unary\",grpc_service=\"a.B\",grpc_type=\"unary\"} 5") >= 0);
+    CHECK(line_no(page, "grpc_server_msg_sent_total{grpc_method=\"Unary\",grpc_service=\"a.B\",grpc_type=\"unary\"} 0") >= 0);
+    free(page);
+
+    /* Without client slots, no client family at all. */
+    c->side = GRPCPROM_SERVER;
+    atomic_store(&c->state, GRPCPROM_SLOT_EMPTY);
+    page = render(h);
+    CHECK(page && strstr(page, "grpc_client_") == NULL);
+    free(page);
+    free(h);
+}
+
 static void test_buf(void)
 {
     struct grpcprom_buf b = {0};
@@ -763,6 +827,7 @@ static void test_buf(void)
 
 int main(void)
 {
+    test_client_families();
     test_format_double();
     test_full_page();
     test_build_info_texts();

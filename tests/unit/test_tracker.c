@@ -19,13 +19,13 @@ static struct call_record *calls[256];
 
 static struct grpcprom_method *slot(const char *path)
 {
-    return store_find(h, path, strlen(path));
+    return store_find(h, GRPCPROM_SERVER, path, strlen(path));
 }
 
 static struct grpcprom_method *declared(const char *path, uint32_t bits)
 {
     enum grpcprom_overflow_reason why;
-    struct grpcprom_method *m = store_claim(h, path, strlen(path), &why);
+    struct grpcprom_method *m = store_claim(h, GRPCPROM_SERVER, path, strlen(path), &why);
     store_mark_type(m, GRPCPROM_REGISTERED | bits);
     return m;
 }
@@ -324,7 +324,7 @@ static void test_unregistered_paths(void)
     destroy(23);
     CHECK(slot("/no.Such/Cancelled") == NULL);
     CHECK(slot("/no.Such/Failed") == NULL);
-    struct grpcprom_method *other = grpcprom_region_overflow(h, 0);
+    struct grpcprom_method *other = grpcprom_region_overflow(h, GRPCPROM_SERVER, 0);
     CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_UNANSWERED], 2);
     CHECK_INT(total(other).started, 2);
     CHECK_INT(total(other).handled[1], 2);
@@ -353,11 +353,11 @@ static void test_unregistered_paths(void)
     start_call(26, NULL, long_path, GRPCPROM_PATH_MAX, false, TRACKER_NO_DEADLINE);
     run_batch(26, status_op(0, true), true);
     destroy(26);
-    struct grpcprom_method *kib = store_find(h, long_path, GRPCPROM_PATH_MAX);
+    struct grpcprom_method *kib = store_find(h, GRPCPROM_SERVER, long_path, GRPCPROM_PATH_MAX);
     CHECK(kib != NULL && total(kib).handled[0] == 1);
 
     /* A registered method with no room is counted under _OTHER per call. */
-    start_call(27, grpcprom_region_overflow(h, 0), NULL, 0, true, TRACKER_NO_DEADLINE);
+    start_call(27, grpcprom_region_overflow(h, GRPCPROM_SERVER, 0), NULL, 0, true, TRACKER_NO_DEADLINE);
     run_batch(27, status_op(0, true), true);
     destroy(27);
     CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1);
@@ -594,6 +594,214 @@ static void run_stress(size_t max_calls)
             (unsigned long long)started, (unsigned long long)region->calls_untracked);
 }
 
+
+/* ---- a client's calls */
+
+static int status_ok = 0, status_not_found = 5, status_unavailable = 14;
+
+static struct grpcprom_method *client_slot_of(const char *path)
+{
+    return store_find(h, GRPCPROM_CLIENT, path, strlen(path));
+}
+
+static struct batch_ops client_op(unsigned ops, void **landing, int *status)
+{
+    return (struct batch_ops){.ops = ops, .recv_message = landing, .status = status};
+}
+
+static void client_batch(struct call_record *rec, struct batch_ops ops, bool success)
+{
+    tracker_client_submit(rec, &ops);
+    tracker_client_done(rec, ops.ops, success);
+}
+
+/* The sample counts of one of a client slot's histograms. */
+static uint64_t observed(const struct grpcprom_method *m, enum grpcprom_histogram which)
+{
+    struct grpcprom_totals t = total(m);
+    uint64_t n = 0;
+    for (uint32_t b = 0; b <= h->bucket_count; b++)
+        n += t.buckets[GRPCPROM_HISTOGRAM_START(h, which) + b];
+    return n;
+}
+
+/* Checks a client slot's counters and observation counts. */
+static void check_client(const char *path, const char *type, uint64_t sent, uint64_t received,
+                         uint64_t sends_timed, uint64_t receives_timed, int code, uint64_t handled)
+{
+    struct grpcprom_method *m = client_slot_of(path);
+    CHECK(m != NULL);
+    if (m == NULL)
+        return;
+    struct grpcprom_totals t = total(m);
+    CHECK_STR(grpcprom_type_label(m->type_bits), type);
+    CHECK_INT(t.msg_sent, sent);
+    CHECK_INT(t.msg_received, received);
+    CHECK_INT(observed(m, GRPCPROM_MSG_SEND), sends_timed);
+    CHECK_INT(observed(m, GRPCPROM_MSG_RECV), receives_timed);
+    CHECK_INT(t.handled[code], handled);
+    CHECK_INT(handled_total(m), t.started);
+    CHECK_INT(observed(m, GRPCPROM_HANDLING), t.started);
+}
+
+static void test_client_unary(void)
+{
+    /* One batch, as the C++ blocking stub and Ruby make it: the request
+     * counts, the reply only when the call ends OK, nothing is timed. */
+    const unsigned all = BATCH_SEND_MESSAGE | BATCH_SEND_CLOSE | BATCH_RECV_MESSAGE | BATCH_RECV_STATUS;
+    struct call_record *rec = tracker_client_started("/c.S/Unary", 10, TRACKER_NO_DEADLINE);
+    client_batch(rec, client_op(all, &message, &status_ok), true);
+    tracker_client_destroyed(rec);
+    rec = tracker_client_started("/c.S/Unary", 10, TRACKER_NO_DEADLINE);
+    client_batch(rec, client_op(all, &no_message, &status_not_found), true);
+    tracker_client_destroyed(rec);
+    check_client("/c.S/Unary", "unary", 2, 1, 0, 0, 5, 1);
+
+    /* Two batches, as C++'s asynchronous stub makes them; the status's may
+     * complete first: the request counts all the same, once. */
+    rec = tracker_client_started("/c.S/Async", 10, TRACKER_NO_DEADLINE);
+    struct batch_ops send = client_op(BATCH_SEND_MESSAGE | BATCH_SEND_CLOSE, NULL, NULL);
+    tracker_client_submit(rec, &send);
+    client_batch(rec, client_op(BATCH_RECV_MESSAGE | BATCH_RECV_STATUS, &message, &status_ok), true);
+    tracker_client_done(rec, send.ops, true);
+    tracker_client_destroyed(rec);
+    check_client("/c.S/Async", "unary", 1, 1, 0, 0, 0, 1);
+
+    /* A call destroyed without asking its status: cancelled, or past its
+     * deadline. */
+    rec = tracker_client_started("/c.S/Left", 9, TRACKER_NO_DEADLINE);
+    tracker_client_destroyed(rec);
+    rec = tracker_client_started("/c.S/Left", 9, tracker_now_ns() - 1);
+    tracker_client_destroyed(rec);
+    struct grpcprom_totals t = total(client_slot_of("/c.S/Left"));
+    CHECK_INT(t.handled[1], 1);
+    CHECK_INT(t.handled[4], 1);
+    CHECK_INT(t.msg_sent, 0);
+
+    /* The client slot is not the server's of the same path. */
+    CHECK(slot("/c.S/Unary") == NULL);
+}
+
+static void test_client_streams(void)
+{
+    /* Server stream: the request went with the close (held, then counted
+     * as a stream's once a reply came alone), three replies, the end. */
+    struct call_record *rec = tracker_client_started("/c.S/Down", 9, TRACKER_NO_DEADLINE);
+    client_batch(rec, client_op(BATCH_SEND_MESSAGE | BATCH_SEND_CLOSE, NULL, NULL), true);
+    for (int i = 0; i < 3; i++)
+        client_batch(rec, client_op(BATCH_RECV_MESSAGE, &message, NULL), true);
+    client_batch(rec, client_op(BATCH_RECV_MESSAGE, &no_message, NULL), true);
+    client_batch(rec, client_op(BATCH_RECV_STATUS, NULL, &status_ok), true);
+    tracker_client_destroyed(rec);
+    check_client("/c.S/Down", "server_stream", 1, 3, 1, 4, 0, 1);
+
+    /* Client stream: three requests alone, the reply with the status. */
+    rec = tracker_client_started("/c.S/Up", 7, TRACKER_NO_DEADLINE);
+    for (int i = 0; i < 3; i++)
+        client_batch(rec, client_op(BATCH_SEND_MESSAGE, NULL, NULL), true);
+    client_batch(rec, client_op(BATCH_SEND_CLOSE, NULL, NULL), true);
+    client_batch(rec, client_op(BATCH_RECV_MESSAGE | BATCH_RECV_STATUS, &message, &status_ok), true);
+    tracker_client_destroyed(rec);
+    check_client("/c.S/Up", "client_stream", 3, 1, 3, 1, 0, 1);
+
+    /* Bidi, ended by asking the status with no receive that found the end
+     * (C++ Finish after a cancel): that is timed as Go's last RecvMsg. */
+    rec = tracker_client_started("/c.S/Both", 9, TRACKER_NO_DEADLINE);
+    client_batch(rec, client_op(BATCH_SEND_MESSAGE, NULL, NULL), true);
+    client_batch(rec, client_op(BATCH_RECV_MESSAGE, &message, NULL), true);
+    int cancelled_status = 1;
+    client_batch(rec, client_op(BATCH_RECV_STATUS, NULL, &cancelled_status), true);
+    tracker_client_destroyed(rec);
+    check_client("/c.S/Both", "bidi_stream", 1, 1, 1, 2, 1, 1);
+
+    /* A stream that never got a message through failed to open: its start
+     * and its code, nothing else; the first call of a method alike. */
+    for (int i = 0; i < 2; i++) {
+        const char *path = i ? "/c.S/Both" : "/c.S/Fresh";
+        rec = tracker_client_started(path, strlen(path), TRACKER_NO_DEADLINE);
+        client_batch(rec, client_op(BATCH_SEND_MESSAGE | BATCH_SEND_CLOSE, NULL, NULL), false);
+        client_batch(rec, client_op(BATCH_RECV_MESSAGE, &no_message, NULL), false);
+        client_batch(rec, client_op(BATCH_RECV_STATUS, NULL, &status_unavailable), true);
+        tracker_client_destroyed(rec);
+    }
+    check_client("/c.S/Fresh", "server_stream", 0, 0, 0, 0, 14, 1);
+    check_client("/c.S/Both", "bidi_stream", 1, 1, 1, 2, 14, 1);
+
+    /* A method a descriptor set declares unary is counted as unary, however
+     * its client batches its request. */
+    declared("/c.S/Declared", 0);
+    CHECK(store_find(h, GRPCPROM_SERVER, "/c.S/Declared", 13) != NULL);
+    store_mark_type(slot("/c.S/Declared"), GRPCPROM_TYPE_EXACT);
+    rec = tracker_client_started("/c.S/Declared", 13, TRACKER_NO_DEADLINE);
+    client_batch(rec, client_op(BATCH_SEND_MESSAGE, NULL, NULL), true);
+    client_batch(rec, client_op(BATCH_SEND_CLOSE, NULL, NULL), true);
+    client_batch(rec, client_op(BATCH_RECV_MESSAGE | BATCH_RECV_STATUS, &message, &status_ok), true);
+    tracker_client_destroyed(rec);
+    check_client("/c.S/Declared", "unary", 1, 1, 0, 0, 0, 1);
+}
+
+/* Two threads complete one call's batches at once, as gRPC does when one
+ * thread writes and another reads: the request held by one is released
+ * exactly once, by whichever of the hold, the first reply alone or the
+ * status comes last. Each round uses a method seen for the first time. */
+enum { CLIENT_ROUNDS = 400 };
+static struct call_record *race_call;
+static pthread_barrier_t race_start;
+static int race_kind; /* 0: a server stream, 1: a unary call in two batches */
+
+/* Spins a while, longer or shorter from round to round, so that either
+ * thread comes first in some rounds. */
+static void stagger(int round, int salt)
+{
+    for (volatile int n = (round * 7 + salt) % 13 * 2000; n > 0; n--)
+        ;
+}
+
+static void *race_sender(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CLIENT_ROUNDS; i++) {
+        pthread_barrier_wait(&race_start);
+        stagger(i, 0);
+        tracker_client_done(race_call, BATCH_SEND_MESSAGE | BATCH_SEND_CLOSE, true);
+        pthread_barrier_wait(&race_start);
+    }
+    return NULL;
+}
+
+static void test_client_race(void)
+{
+    pthread_t sender;
+    pthread_barrier_init(&race_start, NULL, 2);
+    pthread_create(&sender, NULL, race_sender, NULL);
+    for (int i = 0; i < CLIENT_ROUNDS; i++) {
+        char path[32];
+        race_kind = i % 2;
+        snprintf(path, sizeof(path), "/race.S/M%d", i);
+        race_call = tracker_client_started(path, strlen(path), TRACKER_NO_DEADLINE);
+        struct batch_ops send = client_op(BATCH_SEND_MESSAGE | BATCH_SEND_CLOSE, NULL, NULL);
+        struct batch_ops recv = client_op(BATCH_RECV_MESSAGE | (race_kind ? BATCH_RECV_STATUS : 0),
+                                          &message, &status_ok);
+        tracker_client_submit(race_call, &send);
+        tracker_client_submit(race_call, &recv);
+        pthread_barrier_wait(&race_start);
+        stagger(i, 5);
+        tracker_client_done(race_call, recv.ops, true);
+        if (race_kind == 0) {
+            client_batch(race_call, client_op(BATCH_RECV_MESSAGE, &no_message, NULL), true);
+            client_batch(race_call, client_op(BATCH_RECV_STATUS, NULL, &status_ok), true);
+        }
+        pthread_barrier_wait(&race_start);
+        tracker_client_destroyed(race_call);
+        if (race_kind == 0)
+            check_client(path, "server_stream", 1, 1, 1, 2, 0, 1);
+        else
+            check_client(path, "unary", 1, 1, 0, 0, 0, 1);
+    }
+    pthread_join(sender, NULL);
+    pthread_barrier_destroy(&race_start);
+}
+
 int main(void)
 {
     h = store_create(def_buckets, 11, 64);
@@ -605,5 +813,10 @@ int main(void)
     test_fork();
     run_stress(APPS * IN_FLIGHT);
     run_stress(2);
+    h = store_create(def_buckets, 11, 1024);
+    CHECK(tracker_init(h, 64) == 0);
+    test_client_unary();
+    test_client_streams();
+    test_client_race();
     CHECK_DONE();
 }
