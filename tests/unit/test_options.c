@@ -72,6 +72,20 @@ int main(void)
     load_with(&o, "GRPCPROM_DISABLE", "maybe");
     CHECK_INT(o.disable, 0);
 
+    /* GRPCPROM_CLIENT: auto by default and for a bad value; read alone too. */
+    load_with(&o, NULL, NULL);
+    CHECK_INT(o.client, CLIENT_AUTO);
+    load_with(&o, "GRPCPROM_CLIENT", "on");
+    CHECK_INT(o.client, CLIENT_ON);
+    CHECK_INT(options_client(fake_env), CLIENT_ON);
+    load_with(&o, "GRPCPROM_CLIENT", "off");
+    CHECK_INT(o.client, CLIENT_OFF);
+    CHECK_INT(options_client(fake_env), CLIENT_OFF);
+    load_with(&o, "GRPCPROM_CLIENT", "yes");
+    CHECK_INT(o.client, CLIENT_AUTO);
+    CHECK_INT(options_client(fake_env), CLIENT_AUTO);
+    CHECK(options_check("GRPCPROM_CLIENT", "ON") != NULL);
+
     load_with(&o, "GRPCPROM_LOG", "debug");
     CHECK_INT(o.log_level, LOG_DEBUG);
     load_with(&o, "GRPCPROM_LOG", "loud");
