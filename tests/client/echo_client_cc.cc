@@ -306,20 +306,22 @@ static void ScClientStream(const char* step, Echo::Stub* stub, const std::vector
 
 // A Bidi call: each (request, replies to read) in turn; then half-close if
 // asked, or cancel after `cancel_at` steps; then read to the end and finish.
+// As Go's RecvMsg loop: a failed write leaves the end to reads, a failed
+// read is the end (no read after it).
 static void ScBidi(const char* step, Echo::Stub* stub, int deadline_ms, bool writes_done,
                    int cancel_at, const std::vector<std::pair<EchoRequest, int>>& steps) {
   grpc::ClientContext ctx;
   ctx.set_deadline(In(deadline_ms));
   auto stream = stub->Bidi(&ctx);
   EchoReply rep;
-  bool open = true;
+  bool open = true, read_end = false;
   for (size_t i = 0; i < steps.size() && open; i++) {
     open = stream->Write(steps[i].first);
-    for (int n = 0; n < steps[i].second && open; n++) open = stream->Read(&rep);
+    for (int n = 0; n < steps[i].second && open; n++) read_end = !(open = stream->Read(&rep));
     if (cancel_at == static_cast<int>(i) + 1) ctx.TryCancel();
   }
   if (open && writes_done) stream->WritesDone();
-  while (stream->Read(&rep)) {
+  while (!read_end && stream->Read(&rep)) {
   }
   Step(step, stream->Finish());
 }
