@@ -1,0 +1,343 @@
+# test_client.py: the shim's client series (grpc_client_*) against the real
+# go-grpc-prometheus client interceptors, the three clients (Go, C++, Ruby)
+# running one scenario against the same servers; and GRPCPROM_CLIENT's
+# auto and off.
+#
+# The scenario (tests/go_reference/client/main.go, echo_client_cc.cc
+# --scenario, echo_client.rb), and what go-grpc-prometheus v1 records for
+# each step with Debian's grpc-go 1.33, as observed (GO_OBSERVED is the sum):
+# - Unary OK x3: started, 1 sent (at invocation), handled OK, timed; nothing
+#   received (v1 counts a unary reply only when the call failed).
+# - Unary NotFound: started, 1 sent, 1 received (the v1 quirk), handled
+#   NotFound, timed.
+# - ServerStream, 3 replies: SendMsg: 1 sent, 1 send observed; 4 RecvMsg: 3
+#   received, 4 recv observed (the 4th returns io.EOF: handled OK, timed).
+# - ServerStream, 2 replies then Aborted: 1 sent, 1 send; 2 received, 3 recv;
+#   handled Aborted.
+# - ClientStream, 3 writes, OK: 3 sent, 3 send; CloseAndRecv's one RecvMsg
+#   returns nil: 1 received, 1 recv; never handled nor timed (v1 quirk).
+# - ClientStream, 2 writes, InvalidArgument: 2 sent, 2 send; its RecvMsg
+#   fails: 1 recv, handled InvalidArgument.
+# - Bidi OK: 2 sent, 2 send; 3 received, 4 recv (io.EOF); handled OK.
+# - Bidi Internal: 1 sent, 1 send; 1 recv (the error); handled Internal.
+# - Silent server, Unary with 300 ms: grpc-go uses a connection only once the
+#   server's HTTP/2 preface came, so the call waits for one until its
+#   deadline: started, 1 sent, 1 received (quirk), handled DeadlineExceeded.
+# - Silent server, ServerStream with 300 ms: NewStream itself fails with
+#   DeadlineExceeded: started, handled DeadlineExceeded, nothing else.
+# - Down server (fail-fast): Unary: started, 1 sent, 1 received (quirk),
+#   handled Unavailable; ServerStream, ClientStream, Bidi: NewStream fails
+#   with Unavailable: started, handled Unavailable, nothing else.
+# - Unary with its deadline 1 s past: started, 1 sent, 1 received (quirk),
+#   handled DeadlineExceeded.
+# - ServerStream {sleep 2 s} with 300 ms: the stream opens (grpc-go waits for
+#   no headers) and SendMsg succeeds: 1 sent, 1 send; the first RecvMsg
+#   fails: 1 recv, handled DeadlineExceeded.
+# - Bidi {sleep 2 s} with 300 ms: 1 sent, 1 send; 1 recv (fails), handled
+#   DeadlineExceeded.
+# - Unary cancelled after 100 ms: started, 1 sent, 1 received (quirk),
+#   handled Canceled.
+# - Bidi cancelled after its first reply: 1 sent, 1 send; 1 received, 2 recv;
+#   handled Canceled.
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+from harness import BUILD, PRELOAD, ROOT, Server, echo_client, free_port, parse_page
+
+GRPCPROM = os.path.join(BUILD, "exporter", "grpcprom")
+CLIENTS = {"cc": [os.path.join(BUILD, "tests", "client", "echo_client_cc"), "--scenario"],
+           "ruby": [os.path.join(BUILD, "tests", "client", "echo_client_ruby"), "--scenario"]}
+
+# The code each step of the scenario ends with, in every client.
+EXPECTED_CODES = (
+    [["unary ok", "OK"]] * 3 +
+    [["unary not found", "NotFound"], ["server stream ok", "OK"], ["server stream aborted", "Aborted"],
+     ["client stream ok", "OK"], ["client stream invalid argument", "InvalidArgument"],
+     ["bidi ok", "OK"], ["bidi internal", "Internal"],
+     ["silent unary", "DeadlineExceeded"], ["silent server stream", "DeadlineExceeded"],
+     ["down unary", "Unavailable"], ["down server stream", "Unavailable"],
+     ["down client stream", "Unavailable"], ["down bidi", "Unavailable"],
+     ["unary past deadline", "DeadlineExceeded"], ["server stream deadline", "DeadlineExceeded"],
+     ["bidi deadline", "DeadlineExceeded"], ["unary cancelled", "Canceled"],
+     ["bidi cancelled", "Canceled"]])
+
+# What the Go client's page shows after the scenario, per method: started,
+# sent, received, send and recv observations, handled by code (the handling
+# time's count is the sum of handled).
+GO_OBSERVED = {
+    ("unary", "Unary"): (8, 8, 5, 0, 0, {"OK": 3, "NotFound": 1, "DeadlineExceeded": 2,
+                                         "Unavailable": 1, "Canceled": 1}),
+    ("server_stream", "ServerStream"): (5, 3, 5, 3, 8, {"OK": 1, "Aborted": 1, "DeadlineExceeded": 2,
+                                                        "Unavailable": 1}),
+    ("client_stream", "ClientStream"): (3, 5, 1, 5, 2, {"InvalidArgument": 1, "Unavailable": 1}),
+    ("bidi_stream", "Bidi"): (5, 5, 4, 5, 8, {"OK": 1, "Internal": 1, "DeadlineExceeded": 1,
+                                              "Unavailable": 1, "Canceled": 1}),
+}
+
+COUNTERS = ("grpc_client_started_total", "grpc_client_handled_total", "grpc_client_msg_received_total",
+            "grpc_client_msg_sent_total")
+HISTOGRAMS = ("grpc_client_handling_seconds", "grpc_client_msg_recv_handling_seconds",
+              "grpc_client_msg_send_handling_seconds")
+
+REGION_NAMES = itertools.count()
+
+
+def expand(observed):
+    """GO_OBSERVED as client_series gives it."""
+    out = {}
+    for (gtype, method), (started, sent, received, send_n, recv_n, handled) in observed.items():
+        for family, value in (("grpc_client_started_total", started), ("grpc_client_msg_sent_total", sent),
+                              ("grpc_client_msg_received_total", received),
+                              ("grpc_client_msg_send_handling_seconds_count", send_n),
+                              ("grpc_client_msg_recv_handling_seconds_count", recv_n),
+                              ("grpc_client_handling_seconds_count", sum(handled.values()))):
+            out[(family, gtype, method, "")] = value
+        for code, n in handled.items():
+            out[("grpc_client_handled_total", gtype, method, code)] = n
+    return {k: v for k, v in out.items() if v}
+
+
+def client_series(samples):
+    """The Echo service's client counters and histogram counts:
+    (family, grpc_type, grpc_method, grpc_code or "") -> value. A series at 0
+    is left out: v1's client declares no series ahead of a call."""
+    out = {}
+    for (name, labels), value in samples.items():
+        lab = dict(labels)
+        if lab.get("grpc_service") != echo_client.SERVICE or not value:
+            continue
+        if name in COUNTERS or name in [h + "_count" for h in HISTOGRAMS]:
+            out[(name, lab["grpc_type"], lab["grpc_method"], lab.get("grpc_code", ""))] = value
+    return out
+
+
+def go_without_v1_quirks(go):
+    """Go's client series as the shim must show them: go-grpc-prometheus v1
+    but for two quirks the shim does not copy, corrected from the Go page
+    itself. (1) v1 counts a unary reply as received only when the call
+    failed (`if err != nil { monitor.ReceivedMessage() }`); the shim counts
+    one for each unary call that ended OK and none for a failed one: a unary
+    method's msg_received is its handled{OK}. (2) v1 never marks a
+    client-streaming call that ended OK as handled nor times it (the
+    generated CloseAndRecv's RecvMsg returns nil, never io.EOF); the shim
+    does: a client_stream method gains started - sum(handled) in handled{OK}
+    and in grpc_client_handling_seconds' count."""
+    out = dict(go)
+    for (family, gtype, method, _), started in go.items():
+        if family != "grpc_client_started_total":
+            continue
+        if gtype == "unary":
+            out[("grpc_client_msg_received_total", gtype, method, "")] = \
+                go.get(("grpc_client_handled_total", gtype, method, "OK"), 0)
+        if gtype == "client_stream":
+            handled = sum(v for k, v in go.items()
+                          if k[0] == "grpc_client_handled_total" and k[1:3] == (gtype, method))
+            for key in (("grpc_client_handled_total", gtype, method, "OK"),
+                        ("grpc_client_handling_seconds_count", gtype, method, "")):
+                out[key] = out.get(key, 0) + started - handled
+    return {k: v for k, v in out.items() if v}
+
+
+def family_heads(text):
+    """{family: its HELP and TYPE lines} of the grpc_client_* families."""
+    heads = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if line.startswith("# ") and len(parts) > 2 and parts[2].startswith("grpc_client_"):
+            heads.setdefault(parts[2], []).append(line)
+    return {k: tuple(v) for k, v in heads.items()}
+
+
+def differences(ours, go):
+    return "\n".join("%s: shim %s, go %s" % (k, ours.get(k), go.get(k))
+                     for k in sorted(set(ours) | set(go)) if ours.get(k) != go.get(k))
+
+
+class SilentListener:
+    """A TCP listener that accepts connections and never answers (no HTTP/2
+    preface): a call to it waits until its deadline."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.held, self.stopped = [], False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    # Accepts and keeps every connection until close().
+    def _accept(self):
+        while not self.stopped:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def close(self):
+        self.stopped = True
+        self.thread.join()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def endpoints():
+    """The scenario's three addresses: --target, a plain C echo server (no
+    shim: only the client counts); --silent; --down, a port nothing binds."""
+    server = Server("c", preload=False)
+    silent = SilentListener()
+    try:
+        yield ["--target", server.target, "--silent", "127.0.0.1:%d" % silent.port,
+               "--down", "127.0.0.1:%d" % free_port()]
+    finally:
+        silent.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def go_page(endpoints):
+    """(the codes, the page) of the Go reference client's run of the scenario,
+    built offline from Debian's Go packages."""
+    workdir = tempfile.mkdtemp(prefix="grpcprom-go-client-")
+    try:
+        binary, page = os.path.join(workdir, "echo_go_client"), os.path.join(workdir, "page")
+        subprocess.run([os.path.join(ROOT, "tests", "go_reference", "build.sh"), "--client", binary],
+                       check=True)
+        run = subprocess.run([binary, *endpoints, "--page", page], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        with open(page) as f:
+            yield json.loads(run.stdout), f.read()
+    finally:
+        shutil.rmtree(workdir)
+
+
+def plain_env(extra=None):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env.pop("GRPCPROM_CLIENT", None)
+    env.update(extra or {})
+    return env
+
+
+def ruby_or_skip(client):
+    if client == "ruby":
+        check = subprocess.run(["ruby", "-e", "require 'grpc'"], capture_output=True, text=True)
+        if check.returncode != 0:
+            pytest.skip("ruby-grpc cannot run here: %s" % check.stderr.strip())
+
+
+def run_under_shim(args, setting):
+    """Runs a client under the shim with GRPCPROM_CLIENT=`setting` (None:
+    unset), counting in a region of its own name, which outlives it; returns
+    (its codes, `grpcprom dump` of the region, or None if there is none)."""
+    name = "test-client-%d-%d" % (os.getpid(), next(REGION_NAMES))
+    env = plain_env({"LD_PRELOAD": PRELOAD, "GRPCPROM_SHM": name,
+                     "GRPCPROM_LISTEN": "127.0.0.1:%d" % free_port()})
+    if setting is not None:
+        env["GRPCPROM_CLIENT"] = setting
+    path = "/dev/shm/grpcprom.name." + name
+    try:
+        run = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 0, run.stderr
+        if not os.path.exists(path):
+            return json.loads(run.stdout), None
+        dump = subprocess.run([GRPCPROM, "dump", name], capture_output=True, text=True, timeout=30)
+        assert dump.returncode == 0, dump.stderr
+        return json.loads(run.stdout), dump.stdout
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def assert_counts_as_go(page, go_text):
+    """The page's client series are Go's corrected for v1's quirks, with
+    Go's HELP and TYPE lines, and durations where there are observations."""
+    assert page is not None, "the client left no region: its client calls were not counted"
+    samples = parse_page(page)
+    assert not [k for k, v in samples.items() if k[0].startswith("grpc_client_") and v
+                and dict(k[1]).get("grpc_service") != echo_client.SERVICE]
+    ours, go = client_series(samples), go_without_v1_quirks(client_series(parse_page(go_text)))
+    assert ours == go, differences(ours, go)
+    assert family_heads(page) == family_heads(go_text)
+    for (name, labels), value in samples.items():
+        if name.startswith("grpc_client_") and name.endswith("_count") and value > 0:
+            assert samples[(name[:-len("_count")] + "_sum", labels)] > 0, (name, dict(labels))
+
+
+def test_go_reference_client_counts_as_observed(go_page):
+    codes, page = go_page
+    assert codes == EXPECTED_CODES
+    go = client_series(parse_page(page))
+    assert go == expand(GO_OBSERVED), differences(go, expand(GO_OBSERVED))
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_client_gets_the_scenarios_codes_without_the_shim(endpoints, client):
+    ruby_or_skip(client)
+    run = subprocess.run(CLIENTS[client] + endpoints, capture_output=True, text=True, timeout=60,
+                         env=plain_env())
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == EXPECTED_CODES
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_shimmed_client_counts_as_go_grpc_prometheus(endpoints, go_page, client):
+    ruby_or_skip(client)
+    codes, page = run_under_shim(CLIENTS[client] + endpoints, "on")
+    assert codes == EXPECTED_CODES
+    assert_counts_as_go(page, go_page[1])
+    assert not [k for k in parse_page(page) if k[0].startswith("grpc_server_")]
+
+
+def test_a_client_only_process_gets_no_region_nor_page_by_default(endpoints):
+    name, page_port = "test-client-auto-%d" % os.getpid(), free_port()
+    env = plain_env({"LD_PRELOAD": PRELOAD, "GRPCPROM_SHM": name,
+                     "GRPCPROM_LISTEN": "127.0.0.1:%d" % page_port})
+    # --hold keeps it running, a call open, until a line on stdin.
+    target = endpoints[endpoints.index("--target") + 1]
+    proc = subprocess.Popen([CLIENTS["cc"][0], "--target", target, "--hold", "1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "HELD 1\n"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", page_port), timeout=5).close()
+        mine = [f for f in os.listdir("/dev/shm") if name in f or f == "grpcprom.pid.%d" % proc.pid]
+        assert mine == []
+        _, err = proc.communicate("\n", timeout=60)
+        assert proc.returncode == 0, err
+        mine = [f for f in os.listdir("/dev/shm") if name in f or f == "grpcprom.pid.%d" % proc.pid]
+        assert mine == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if os.path.exists("/dev/shm/grpcprom.name." + name):
+            os.unlink("/dev/shm/grpcprom.name." + name)
+
+
+@pytest.mark.parametrize("setting", ["auto", "off"])
+def test_a_serving_process_counts_its_client_calls_unless_off(endpoints, go_page, setting):
+    """A process that serves as well (--serve) has a region either way; by
+    default (unset) it counts its client calls as Go would, with off none."""
+    codes, page = run_under_shim(CLIENTS["cc"] + endpoints + ["--serve"],
+                                 None if setting == "auto" else setting)
+    assert codes == EXPECTED_CODES
+    assert page is not None, "a serving process left no region"
+    if setting == "auto":
+        assert_counts_as_go(page, go_page[1])
+    else:
+        assert not [k for k in parse_page(page) if k[0].startswith("grpc_client_")]
