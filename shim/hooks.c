@@ -572,7 +572,7 @@ void hook_set_completion_queue(grpc_call *call, grpc_completion_queue *cq)
 /* Converts a gRPC deadline to this shim's clock. A server's deadlines are
  * on gpr's monotonic clock (Server::CallData publishes them so), which
  * differs from ours by a constant; another clock costs two clock reads. */
-static int64_t deadline_ns(gpr_timespec deadline)
+static inline __attribute__((always_inline)) int64_t deadline_ns(gpr_timespec deadline)
 {
     if (deadline.tv_sec == INT64_MAX)
         return TRACKER_NO_DEADLINE;

@@ -221,21 +221,3 @@ void store_mark_type(struct grpcprom_method *m, uint32_t bits)
         atomic_fetch_or_explicit(&m->type_bits, bits, memory_order_relaxed);
 }
 
-void store_observe(const struct grpcprom_header *h, struct grpcprom_counts *c,
-                   enum grpcprom_histogram which, uint64_t ns)
-{
-    unsigned bucket = 0;
-    while (bucket < h->bucket_count && ns > h->bucket_bounds_ns[bucket])
-        bucket++;
-    store_add(which == GRPCPROM_HANDLING ? &c->latency_sum_us : &c->msg_sum_us[which - 1], ns / 1000);
-    store_add(&c->buckets[GRPCPROM_HISTOGRAM_START(h, which) + bucket], 1);
-}
-
-void store_handled(const struct grpcprom_header *h, struct grpcprom_counts *c, int code,
-                   uint64_t latency_ns)
-{
-    if (code < 0 || code >= GRPCPROM_CODES)
-        code = 2; /* Unknown, as grpc-go maps codes it does not know */
-    store_add(&c->handled[code], 1);
-    store_observe(h, c, GRPCPROM_HANDLING, latency_ns);
-}
