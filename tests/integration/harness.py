@@ -307,3 +307,46 @@ def prometheus_up(metrics_port, job_extra="", timeout=40):
             if result:
                 return result[0]["value"][1]
         return None
+
+
+@contextlib.contextmanager
+def prometheus_with_traffic(server, rule_files):
+    """A real Prometheus evaluating `rule_files` and scraping `server`'s page
+    every second while the mix runs on it; yields its port once the rates
+    recorded over a few scrapes are above 0 (or after a minute)."""
+    with running_prometheus(server.metrics_port, rule_files=rule_files) as prom_port:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            echo_client.run_mix(server.target)
+            try:
+                if prom_query(prom_port, 'grpc_server:started:rate5m{grpc_method="Unary"} > 0') and \
+                        prom_query(prom_port, 'grpc_server:handling_seconds:p99_5m{grpc_method="Unary"} > 0'):
+                    break
+            except (OSError, AssertionError):
+                pass
+        yield prom_port
+
+
+def dashboard_panels_without_data(prom_port, dashboard_file):
+    """Runs every query of the Grafana dashboard, with its variables set as
+    a user would pick them (the job "grpc", every service), and its
+    variables' own queries: returns the (title, query) of those that
+    return no data, and the number of queries run."""
+    with open(dashboard_file) as f:
+        dashboard = json.load(f)
+    queries = [(panel["title"], target["expr"]) for panel in dashboard["panels"]
+               for target in panel["targets"]]
+    empty = []
+    for title, expr in queries:
+        promql = (expr.replace("$__rate_interval", "1m").replace("$job", "grpc")
+                  .replace("$service", ".*"))
+        if not prom_query(prom_port, promql):
+            empty.append((title, promql))
+    # label_values(grpc_server_started_total, job), then grpc_service
+    for label, match in (("job", "grpc_server_started_total"),
+                         ("grpc_service", 'grpc_server_started_total{job="grpc"}')):
+        status, _, body = http_get("http://127.0.0.1:%d/api/v1/label/%s/values?match[]=%s"
+                                   % (prom_port, label, urllib.parse.quote(match)))
+        if status != 200 or not json.loads(body)["data"]:
+            empty.append(("variable " + label, match))
+    return empty, len(queries)

@@ -1,6 +1,7 @@
 # test_package.py: the Debian package, built from a copy of the source,
 # passes lintian, installs, and its installed shim counts a real server,
-# preloaded by hand and through the installed grpcprom command; it is
+# preloaded by hand and through the installed grpcprom command, and, set up
+# as the README says, fills every panel of the installed dashboard; it is
 # removed again at the end. Only in the run with the shim as built (the
 # package has no sanitized shim), and only as root on a machine without
 # the package already installed. About one to two minutes, most of it the
@@ -12,8 +13,9 @@ import tempfile
 
 import pytest
 
-from harness import (PROTOSET, ROOT, SERVERS, Server, echo_client, echo_series, expected_series,
-                     free_port, nonzero, parse_page, project_version, scrape, wait_stable)
+from harness import (PROTOSET, ROOT, SERVERS, Server, dashboard_panels_without_data, echo_client,
+                     echo_series, expected_series, free_port, nonzero, parse_page, project_version,
+                     prometheus_with_traffic, scrape, wait_stable)
 
 pytestmark = [
     pytest.mark.skipif(bool(os.environ.get("GRPCPROM_SHIM_BUILD")),
@@ -156,3 +158,40 @@ def test_installed_command_runs_a_c_server_with_a_protoset(installed):
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "grpcprom" not in err, err
+
+
+def readme_drop_in():
+    """The Environment= settings of the README's systemd drop-in."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme.split("### Under systemd", 1)[1]
+    block = section.split("```ini\n", 1)[1].split("```", 1)[0]
+    env = {}
+    for line in block.splitlines():
+        if line.startswith("Environment="):
+            name, _, value = line[len("Environment="):].partition("=")
+            env[name] = value
+    return env
+
+
+def test_the_readmes_walkthrough_fills_every_panel(installed):
+    """What the README has a user do: install the package, add the drop-in's
+    two lines to a C++ server's unit (here: its environment, as systemd
+    would set it; only the port is one free for the test), load the
+    installed rules into Prometheus and the installed dashboard into
+    Grafana: every panel's query returns data."""
+    _, libdir = installed
+    env = readme_drop_in()
+    assert set(env) == {"LD_PRELOAD", "GRPCPROM_LISTEN"}, env
+    assert env["LD_PRELOAD"] == os.path.join(libdir, "libgrpcprom.so")
+    port = free_port()
+    env["GRPCPROM_LISTEN"] = env["GRPCPROM_LISTEN"].rsplit(":", 1)[0] + ":%d" % port
+    s = Server("sync", preload=False, metrics_port=port, env=env)
+    try:
+        with prometheus_with_traffic(s, ["/usr/share/grpcprom/prometheus/grpcprom.rules.yml"]) as prom:
+            empty, queries = dashboard_panels_without_data(
+                prom, "/usr/share/grpcprom/grafana/grpcprom-dashboard.json")
+            assert queries > 0 and not empty, empty
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
