@@ -18,7 +18,7 @@ unless options[:scenario] && options[:target] && options[:silent] && options[:do
   warn 'usage: echo_client.rb --scenario --target HOST:PORT --silent HOST:PORT --down HOST:PORT'
   exit 2
 end
-$LOAD_PATH.unshift(__dir__)
+$LOAD_PATH.unshift(File.join(__dir__, '..', 'servers')) # the Ruby server's stubs
 require 'grpc'
 require 'echo_services_pb'
 
