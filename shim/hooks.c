@@ -571,19 +571,30 @@ void hook_set_completion_queue(grpc_call *call, grpc_completion_queue *cq)
 
 /* Converts a gRPC deadline to this shim's clock. A server's deadlines are
  * on gpr's monotonic clock (Server::CallData publishes them so), which
- * differs from ours by a constant; another clock costs two clock reads. */
+ * differs from ours by a constant; a client's may be on any clock gRPC
+ * accepts: the wall clocks cost two clock reads (gpr_now knows no other),
+ * a span (GPR_TIMESPAN) runs from now. Before any clock's start (as
+ * gpr_inf_past) is long past. */
 static inline __attribute__((always_inline)) int64_t deadline_ns(gpr_timespec deadline)
 {
-    if (deadline.tv_sec == INT64_MAX)
-        return TRACKER_NO_DEADLINE;
-    int64_t offset_ns = gpr_monotonic_offset_ns;
-    if (deadline.clock_type != GPR_CLOCK_MONOTONIC) {
-        gpr_timespec now = real_gpr_now(deadline.clock_type);
-        offset_ns = tracker_now_ns() - (now.tv_sec * 1000000000 + now.tv_nsec);
-    }
     if (deadline.tv_sec > INT64_MAX / 1000000000 - 1000000000) /* centuries away: none */
         return TRACKER_NO_DEADLINE;
-    return deadline.tv_sec * 1000000000 + deadline.tv_nsec + offset_ns;
+    if (deadline.tv_sec < 0)
+        return 0;
+    int64_t ns = deadline.tv_sec * 1000000000 + deadline.tv_nsec;
+    switch (deadline.clock_type) {
+    case GPR_CLOCK_MONOTONIC:
+        return ns + gpr_monotonic_offset_ns;
+    case GPR_TIMESPAN:
+        return tracker_now_ns() + ns;
+    case GPR_CLOCK_REALTIME:
+    case GPR_CLOCK_PRECISE: {
+        gpr_timespec now = real_gpr_now(deadline.clock_type);
+        return ns + tracker_now_ns() - (now.tv_sec * 1000000000 + now.tv_nsec);
+    }
+    default:
+        return TRACKER_NO_DEADLINE;
+    }
 }
 
 static struct call_record *call_published(const struct published_call *p)

@@ -1,4 +1,5 @@
-/* Test client in plain C on gRPC core: one unary Echo call with a hand-encoded request. */
+/* Test client in plain C on gRPC core: one unary Echo call with a hand-encoded request, its
+ * deadline on any clock gRPC takes. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <grpc/byte_buffer.h>
@@ -28,18 +29,33 @@ int main(int argc, char** argv) {
   const char* target = NULL;
   const char* text = "hello";
   int wait = 0;
+  const char* clock = "realtime";
   for (int i = 1; i < argc; i++) {
     if (i + 1 < argc && strcmp(argv[i], "--target") == 0)
       target = argv[++i];
     else if (i + 1 < argc && strcmp(argv[i], "--text") == 0)
       text = argv[++i];
+    else if (i + 1 < argc && strcmp(argv[i], "--deadline") == 0)
+      clock = argv[++i];
     else if (strcmp(argv[i], "--wait") == 0)
       wait = 1; /* stay alive (channel open) until a line arrives on stdin */
     else
       target = NULL, i = argc;
   }
+  gpr_timespec deadline;
+  if (strcmp(clock, "realtime") == 0) /* 10 s from now */
+    deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(10, GPR_TIMESPAN));
+  else if (strcmp(clock, "span") == 0) /* 10 s, as a span: gRPC adds it to now */
+    deadline = gpr_time_from_seconds(10, GPR_TIMESPAN);
+  else if (strcmp(clock, "past") == 0)
+    deadline = gpr_inf_past(GPR_CLOCK_MONOTONIC);
+  else if (strcmp(clock, "none") == 0)
+    deadline = gpr_inf_future(GPR_CLOCK_REALTIME);
+  else
+    target = NULL;
   if (target == NULL || strlen(text) > 127) {
-    fprintf(stderr, "usage: %s --target HOST:PORT [--text T] [--wait]\n", argv[0]);
+    fprintf(stderr, "usage: %s --target HOST:PORT [--text T] [--deadline realtime|span|past|none] [--wait]\n",
+            argv[0]);
     return 2;
   }
 
@@ -48,8 +64,6 @@ int main(int argc, char** argv) {
   grpc_channel* channel = grpc_channel_create(target, creds, NULL);
   grpc_channel_credentials_release(creds);
   grpc_completion_queue* cq = grpc_completion_queue_create_for_pluck(NULL);
-  gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                       gpr_time_from_seconds(10, GPR_TIMESPAN));
   grpc_call* call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                              grpc_slice_from_static_string("/grpcprom.test.Echo/Unary"),
                                              NULL, deadline, NULL);

@@ -341,3 +341,29 @@ def test_a_serving_process_counts_its_client_calls_unless_off(endpoints, go_page
         assert_counts_as_go(page, go_page[1])
     else:
         assert not [k for k in parse_page(page) if k[0].startswith("grpc_client_")]
+
+
+@pytest.mark.parametrize("clock, code", [("realtime", "OK"), ("span", "OK"), ("none", "OK"),
+                                         ("past", "DeadlineExceeded")])
+def test_a_c_clients_deadline_on_any_clock_counts(endpoints, clock, code):
+    """gRPC takes a client's deadline on any clock, a span (GPR_TIMESPAN,
+    which gpr_now refuses with an abort) and gpr_inf_past included: the
+    process runs on, and its call counts with the code it got."""
+    name = "test-client-%d-%d" % (os.getpid(), next(REGION_NAMES))
+    env = plain_env({"LD_PRELOAD": PRELOAD, "GRPCPROM_SHM": name, "GRPCPROM_LISTEN": "none",
+                     "GRPCPROM_CLIENT": "on"})
+    path = "/dev/shm/grpcprom.name." + name
+    try:
+        run = subprocess.run([os.path.join(BUILD, "tests", "client", "echo_client_c"),
+                              endpoints[0], endpoints[1], "--deadline", clock],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.startswith("status %d " % (0 if code == "OK" else 4)), run.stdout
+        dump = subprocess.run([GRPCPROM, "dump", name], capture_output=True, text=True, timeout=30)
+        assert dump.returncode == 0, dump.stderr
+        handled = {dict(k[1]).get("grpc_code"): v for k, v in parse_page(dump.stdout).items()
+                   if k[0] == "grpc_client_handled_total"}
+        assert handled == {code: 1}, dump.stdout
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
