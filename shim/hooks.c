@@ -225,6 +225,13 @@ static inline const struct libgrpc_layout *following(void)
     return atomic_load_explicit(&followed, memory_order_acquire);
 }
 
+/* The layout new calls are followed with: NULL once a published call did
+ * not look as it says (then only calls already followed go on). */
+static inline const struct libgrpc_layout *publishing(void)
+{
+    return atomic_load_explicit(&layout, memory_order_acquire);
+}
+
 /* True in the public-API mode, once its tables exist. */
 static inline bool surfacing(void)
 {
@@ -675,7 +682,7 @@ __attribute__((flatten)) void hook_cq_end_op(grpc_completion_queue *cq, void *ta
         struct call_record *rec;
         if ((void *)done == known->done_request_event) {
             /* A request failed at shutdown carries an error and no call. */
-            if (ok && atomic_load_explicit(&layout, memory_order_acquire) != NULL)
+            if (ok && publishing() != NULL)
                 request_done(known, done_arg, tag, storage);
         } else if (layout_read_batch(known, done_arg, storage, &call, &ops) && (ops || !ok)) {
             /* a failed batch of any kind ends a server's call (tracker_batch_done) */
@@ -971,9 +978,9 @@ static bool counting_clients(void)
 /* Follows a call the process just created as a client, before the
  * application has it: a call gRPC made of another kind, or whose slot
  * another library uses, is counted untracked. */
-static void client_call_created(grpc_call *call, const grpc_slice *path, gpr_timespec deadline)
+static void client_call_created(const struct libgrpc_layout *known, grpc_call *call,
+                                const grpc_slice *path, gpr_timespec deadline)
 {
-    const struct libgrpc_layout *known = following();
     enum layout_slot slot = layout_call_slot(known, call);
     if (slot != LAYOUT_SLOT_FREE) {
         static atomic_bool said;
@@ -997,8 +1004,9 @@ EXPORT grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *par
     resolve();
     grpc_call *call = real_channel_create_call(channel, parent_call, propagation_mask,
                                                completion_queue, method, host, deadline, reserved);
-    if (call && counting_clients())
-        client_call_created(call, &method, deadline);
+    const struct libgrpc_layout *known;
+    if (call && counting_clients() && (known = publishing()) != NULL)
+        client_call_created(known, call, &method, deadline);
     return call;
 }
 
@@ -1012,9 +1020,10 @@ EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grp
     grpc_call *call = real_channel_create_registered_call(
         channel, parent_call, propagation_mask, completion_queue, registered_call_handle, deadline,
         reserved);
-    if (call && registered_call_handle && counting_clients()) {
-        grpc_slice path = layout_registered_path(following(), registered_call_handle);
-        client_call_created(call, &path, deadline);
+    const struct libgrpc_layout *known;
+    if (call && registered_call_handle && counting_clients() && (known = publishing()) != NULL) {
+        grpc_slice path = layout_registered_path(known, registered_call_handle);
+        client_call_created(known, call, &path, deadline);
     }
     return call;
 }

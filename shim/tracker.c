@@ -442,25 +442,30 @@ enum client_flag {
     HELD_SEND_OK = 1u << 5,
     HELD_RECV = 1u << 6,         /* a receive with the status, not counted yet */
     HELD_RECV_GOT = 1u << 7,
-    SETTLED = 1u << 8,           /* the end is counted: a late held message goes as below */
-    SETTLED_STREAM = 1u << 9,
+    SETTLED = 1u << 8,           /* the end is counted, and decided what the call is: */
+    SETTLED_STREAM = 1u << 9,    /* a stream (else a unary call) */
     SETTLED_OK = 1u << 10,
     END_SEEN = 1u << 11,         /* a receive found no more messages */
+    /* the call's own signs of streaming: GRPCPROM_CLIENT_STREAMS and
+     * GRPCPROM_SERVER_STREAMS, shifted by CALL_STREAMS_SHIFT */
 };
-
+#define CALL_STREAMS_SHIFT 12
 #define STREAM_BITS (GRPCPROM_CLIENT_STREAMS | GRPCPROM_SERVER_STREAMS)
+/* What tracker_client_submit notes besides the batch_op_bits: this batch
+ * holds the call's first message. */
+#define NOTED_FIRST_SEND (1u << 16)
 
-/* The client slot of `path`: its type is the server slot's when a
- * descriptor set declares it; an overflow slot when it can have none. */
-static struct grpcprom_method *client_slot(const char *path, size_t len)
+/* The client slot of `path` (its type the server slot's when a descriptor
+ * set declares it), or the client overflow slot; *why says why. */
+static struct grpcprom_method *client_slot(const char *path, size_t len,
+                                           enum grpcprom_overflow_reason *why)
 {
     struct grpcprom_method *m = store_find(region, GRPCPROM_CLIENT, path, len);
     if (m)
         return m;
-    enum grpcprom_overflow_reason why;
-    m = store_claim(region, GRPCPROM_CLIENT, path, len, &why);
+    m = store_claim(region, GRPCPROM_CLIENT, path, len, why);
     if (m == NULL) {
-        store_overflowed(region, why, 0);
+        store_overflowed(region, *why, 0);
         return grpcprom_region_overflow(region, GRPCPROM_CLIENT, 0);
     }
     struct grpcprom_method *server = store_find(region, GRPCPROM_SERVER, path, len);
@@ -478,9 +483,10 @@ struct call_record *tracker_client_started(const char *path, size_t len, int64_t
         store_untracked(region, &said, "the call table is full (GRPCPROM_MAX_CALLS calls in flight)");
         return NULL;
     }
-    rec->method = client_slot(path, len);
+    enum grpcprom_overflow_reason why;
+    rec->method = client_slot(path, len, &why);
     if (atomic_load_explicit(&rec->method->type_bits, memory_order_relaxed) & GRPCPROM_OVERFLOW)
-        store_add(&region->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], 1);
+        store_add(&region->overflow_calls[why], 1);
     rec->start_ns = tracker_now_ns();
     rec->deadline_ns = deadline_ns;
     rec->epoch = epoch;
@@ -490,25 +496,19 @@ struct call_record *tracker_client_started(const char *path, size_t len, int64_t
     atomic_store_explicit(&rec->pending_status, NULL, memory_order_relaxed);
     atomic_store_explicit(&rec->received, 0, memory_order_relaxed);
     atomic_store_explicit(&rec->sent, 0, memory_order_relaxed);
-    atomic_store_explicit(&rec->stream_bits, 0, memory_order_relaxed);
     atomic_store_explicit(&rec->client_flags, 0, memory_order_relaxed);
     store_add(&grpcprom_region_counts(region, rec->method, rec->shard)->started, 1);
     return rec;
 }
 
-/* How the call streams: as its method is declared, else as it or an
- * earlier call of its method was seen to stream. */
-static uint32_t client_stream_bits(const struct call_record *rec)
+/* How the call streams, `flags` being its client_flags: as its method is
+ * declared, else as it or an earlier call of its method was seen to. */
+static uint32_t client_stream_bits(const struct call_record *rec, uint32_t flags)
 {
     uint32_t m = atomic_load_explicit(&rec->method->type_bits, memory_order_relaxed);
     if (!(m & GRPCPROM_TYPE_EXACT) || (m & GRPCPROM_OVERFLOW))
-        m |= atomic_load_explicit(&rec->stream_bits, memory_order_relaxed);
+        m |= flags >> CALL_STREAMS_SHIFT;
     return m & STREAM_BITS;
-}
-
-static bool client_streams(const struct call_record *rec)
-{
-    return client_stream_bits(rec) != 0;
 }
 
 static struct grpcprom_counts *client_counts(const struct call_record *rec)
@@ -542,45 +542,57 @@ static void release_held(struct call_record *rec, enum held_fate fate)
         store_add(&client_counts(rec)->msg_received, 1);
 }
 
-/* What becomes of messages held once the call has ended. */
+/* What becomes of a message held or done before the call is settled, as
+ * a stream's: counted, unless the stream never opened. */
+static enum held_fate stream_fate(uint32_t flags)
+{
+    return (flags & OPENED) ? HELD_AS_STREAM : HELD_DROPPED;
+}
+
+/* What becomes of a message once the call is settled: as it decided. */
 static enum held_fate fate_after_end(uint32_t flags)
 {
     if (flags & SETTLED_STREAM)
-        return HELD_AS_STREAM;
+        return stream_fate(flags);
     return (flags & SETTLED_OK) ? HELD_AS_UNARY_OK : HELD_DROPPED;
 }
 
-/* Holds a message that may be a unary call's. Whoever publishes last (this
- * hold, the call's end or its first sign of streaming) sees the other's
- * mark and releases it. */
-static void hold(struct call_record *rec, uint32_t flags, _Atomic int64_t *ns_field, int64_t ns)
+/* Holds a message that may be a unary call's. Every change of the call's
+ * flags is one atomic operation that returns what was there: whoever marks
+ * last (this hold, the call's end, or its first sign of streaming) sees the
+ * others' marks and releases what is held. */
+static void hold(struct call_record *rec, uint32_t held, _Atomic int64_t *ns_field, int64_t ns)
 {
     atomic_store(ns_field, ns);
-    atomic_fetch_or(&rec->client_flags, flags);
-    uint32_t now = atomic_load(&rec->client_flags);
+    uint32_t now = atomic_fetch_or(&rec->client_flags, held) | held;
     if (now & SETTLED)
         release_held(rec, fate_after_end(now));
-    else if (client_streams(rec))
-        release_held(rec, HELD_AS_STREAM);
+    else if (client_stream_bits(rec, now))
+        release_held(rec, stream_fate(now));
 }
 
 /* A message done: `alone` when it went apart from the close (a send) or
- * the status (a receive), `count` messages of its kind before it. */
+ * the status (a receive), `before` messages of its kind before it. */
 static void client_message(struct call_record *rec, bool send, bool through, int64_t ns, bool alone,
                            uint32_t before)
 {
+    uint32_t mark = through ? OPENED : 0;
     if (alone || before > 0) {
         uint32_t bit = send ? GRPCPROM_CLIENT_STREAMS : GRPCPROM_SERVER_STREAMS;
-        atomic_fetch_or(&rec->stream_bits, bit);
         store_mark_type(rec->method, bit);
+        mark |= bit << CALL_STREAMS_SHIFT;
     }
-    if (through)
-        atomic_fetch_or(&rec->client_flags, OPENED);
-    uint32_t flags = atomic_load(&rec->client_flags);
-    if (client_streams(rec)) {
-        release_held(rec, (flags & OPENED) ? HELD_AS_STREAM : HELD_DROPPED);
+    uint32_t flags = atomic_fetch_or(&rec->client_flags, mark) | mark;
+    if (flags & SETTLED) { /* a message after the end (batches completing late) */
+        enum held_fate fate = fate_after_end(flags);
+        if (fate == HELD_AS_STREAM)
+            stream_message(rec, send, through, ns);
+        else if (fate == HELD_AS_UNARY_OK && !send && through && before == 0)
+            store_add(&client_counts(rec)->msg_received, 1);
+    } else if (client_stream_bits(rec, flags)) {
         /* Before the stream opened, a message that did not go through is
          * Go's NewStream failing: no SendMsg or RecvMsg happened. */
+        release_held(rec, stream_fate(flags));
         if (flags & OPENED)
             stream_message(rec, send, through, ns);
     } else if (before == 0) {
@@ -591,7 +603,8 @@ static void client_message(struct call_record *rec, bool send, bool through, int
 }
 
 /* Counts the call's end once: its code and latency; a unary call's
- * request; what was held, as the call turned out to be. */
+ * request; what was held, as the call turned out to be. What it is, is
+ * decided in the same atomic change that marks it settled. */
 static void settle_client(struct call_record *rec, int code, int64_t end_ns)
 {
     uint32_t state = atomic_load_explicit(&rec->status_state, memory_order_acquire);
@@ -599,17 +612,16 @@ static void settle_client(struct call_record *rec, int code, int64_t end_ns)
         if (state == STATUS_DONE)
             return;
     } while (!atomic_compare_exchange_weak(&rec->status_state, &state, STATUS_DONE));
+    uint32_t flags = atomic_load(&rec->client_flags), settled;
+    do
+        settled = SETTLED | (client_stream_bits(rec, flags) ? SETTLED_STREAM : 0) |
+                  (code == CODE_OK ? SETTLED_OK : 0);
+    while (!atomic_compare_exchange_weak(&rec->client_flags, &flags, flags | settled));
+    flags |= settled;
     struct grpcprom_counts *c = client_counts(rec);
-    bool stream = client_streams(rec);
-    uint32_t flags = atomic_load(&rec->client_flags);
-    if (!stream && (flags & SEND_STARTED))
+    if (!(flags & SETTLED_STREAM) && (flags & SEND_STARTED))
         store_add(&c->msg_sent, 1);
-    uint32_t settled = SETTLED | (stream ? SETTLED_STREAM : 0) | (code == CODE_OK ? SETTLED_OK : 0);
-    flags = atomic_fetch_or(&rec->client_flags, settled) | settled;
-    if (stream && !(flags & OPENED))
-        release_held(rec, HELD_DROPPED);
-    else
-        release_held(rec, fate_after_end(flags));
+    release_held(rec, fate_after_end(flags));
     store_handled(region, c, code, end_ns > rec->start_ns ? (uint64_t)(end_ns - rec->start_ns) : 0);
 }
 
@@ -619,7 +631,7 @@ static void settle_client(struct call_record *rec, int code, int64_t end_ns)
 static void terminal_receive(struct call_record *rec, int64_t ns)
 {
     uint32_t flags = atomic_load(&rec->client_flags);
-    if ((client_stream_bits(rec) & GRPCPROM_SERVER_STREAMS) && (flags & OPENED) &&
+    if ((client_stream_bits(rec, flags) & GRPCPROM_SERVER_STREAMS) && (flags & OPENED) &&
         !(flags & END_SEEN) &&
         atomic_load_explicit(&rec->status_state, memory_order_relaxed) != STATUS_DONE)
         stream_message(rec, false, false, ns);
@@ -633,11 +645,9 @@ unsigned tracker_client_submit(struct call_record *rec, const struct batch_ops *
     int64_t now = tracker_now_ns();
     if (ops->ops & BATCH_SEND_MESSAGE) {
         atomic_store(&rec->send_start_ns, now);
-        if (ops->ops & BATCH_SEND_CLOSE)
-            atomic_fetch_or(&rec->client_flags, SEND_WITH_CLOSE | SEND_STARTED);
-        else
-            atomic_fetch_or(&rec->client_flags, SEND_STARTED);
-        noted |= BATCH_SEND_MESSAGE;
+        uint32_t with_close = (ops->ops & BATCH_SEND_CLOSE) ? SEND_WITH_CLOSE : 0;
+        uint32_t was = atomic_fetch_or(&rec->client_flags, SEND_STARTED | with_close);
+        noted |= BATCH_SEND_MESSAGE | ((was & SEND_STARTED) ? 0 : NOTED_FIRST_SEND);
     }
     void **no_recv = NULL;
     if ((ops->ops & BATCH_RECV_MESSAGE) &&
@@ -660,6 +670,9 @@ unsigned tracker_client_submit(struct call_record *rec, const struct batch_ops *
 
 void tracker_client_refused(struct call_record *rec, unsigned noted)
 {
+    if (noted & BATCH_SEND_MESSAGE)
+        atomic_fetch_and(&rec->client_flags,
+                         ~(SEND_WITH_CLOSE | ((noted & NOTED_FIRST_SEND) ? SEND_STARTED : 0)));
     if (noted & BATCH_RECV_MESSAGE)
         atomic_store(&rec->pending_recv, NULL);
     if (noted & BATCH_RECV_STATUS)

@@ -680,6 +680,30 @@ static void test_client_unary(void)
 
     /* The client slot is not the server's of the same path. */
     CHECK(slot("/c.S/Unary") == NULL);
+
+    /* A batch gRPC refused leaves nothing behind: its request neither
+     * counts nor makes the next send look as if it went with the close. */
+    rec = tracker_client_started("/c.S/Refused", 12, TRACKER_NO_DEADLINE);
+    struct batch_ops refused = client_op(BATCH_SEND_MESSAGE | BATCH_SEND_CLOSE, NULL, NULL);
+    tracker_client_refused(rec, tracker_client_submit(rec, &refused));
+    tracker_client_destroyed(rec);
+    rec = tracker_client_started("/c.S/Refused", 12, TRACKER_NO_DEADLINE);
+    tracker_client_refused(rec, tracker_client_submit(rec, &refused));
+    for (int i = 0; i < 2; i++)
+        client_batch(rec, client_op(BATCH_SEND_MESSAGE, NULL, NULL), true);
+    client_batch(rec, client_op(BATCH_RECV_MESSAGE | BATCH_RECV_STATUS, &message, &status_ok), true);
+    tracker_client_destroyed(rec);
+    check_client("/c.S/Refused", "client_stream", 2, 1, 2, 1, 0, 1);
+    CHECK_INT(total(client_slot_of("/c.S/Refused")).handled[1], 1);
+
+    /* A path that can have no series counts under _OTHER, with its reason. */
+    uint64_t invalid = h->overflow_calls[GRPCPROM_OVERFLOW_INVALID_PATH];
+    uint64_t full = h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL];
+    rec = tracker_client_started("/c.S/\xff", 6, TRACKER_NO_DEADLINE);
+    tracker_client_destroyed(rec);
+    CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_INVALID_PATH], invalid + 1);
+    CHECK_INT(h->overflow_calls[GRPCPROM_OVERFLOW_TABLE_FULL], full);
+    CHECK_INT(total(grpcprom_region_overflow(h, GRPCPROM_CLIENT, 0)).started, 1);
 }
 
 static void test_client_streams(void)
