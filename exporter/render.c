@@ -382,6 +382,14 @@ static int series_registered(const struct page *pg, size_t i, size_t end)
     return 0;
 }
 
+/* A family of a page that leaves out series with nothing to show, and so
+ * has no sample, is left out whole, as Go leaves out an empty family:
+ * returns where the page goes on. */
+static char *unless_empty(const struct page *pg, char *family, char *samples, char *end)
+{
+    return pg->skip_zero && end == samples ? family : end;
+}
+
 /* HELP texts here hold no backslash or newline, so they need no escaping. */
 static char *put_header(char *p, const char *name, const char *help, const char *type)
 {
@@ -441,7 +449,9 @@ static char *put_line(char *p, const struct text *head, const struct entry *e, c
 static char *put_method_counter(const struct page *pg, char *p, const char *name, const char *help,
                                 size_t field)
 {
+    char *const family = p;
     p = put_header(p, name, help, "counter");
+    char *const samples = p;
     const struct text tail = text_of("} ");
     struct text head = {0};
     head.n = (size_t)snprintf(head.s, sizeof(head.s), "%s{", name);
@@ -451,7 +461,7 @@ static char *put_method_counter(const struct page *pg, char *p, const char *name
         if (v != 0 || !pg->skip_zero)
             p = put_line(p, &head, &pg->ents[i], &tail, v);
     }
-    return p;
+    return unless_empty(pg, family, samples, p);
 }
 
 /* Registered methods show every code, as go-grpc-prometheus pre-initialises
@@ -465,7 +475,9 @@ static char *put_handled(const struct page *pg, char *p, const char *name, const
             order[j] = order[j - 1];
         order[j] = i;
     }
+    char *const family = p;
     p = put_header(p, name, help, "counter");
+    char *const samples = p;
     const struct text tail = text_of("} ");
     for (int c = 0; c < GRPCPROM_CODES; c++) {
         struct text head = {0};
@@ -480,7 +492,7 @@ static char *put_handled(const struct page *pg, char *p, const char *name, const
                 p = put_line(p, &head, &pg->ents[i], &tail, v);
         }
     }
-    return p;
+    return unless_empty(pg, family, samples, p);
 }
 
 /* Buckets are stored per bucket: one snapshot of them is summed up here, so
@@ -502,7 +514,9 @@ static char *put_histogram(const struct page *pg, char *p, const struct grpcprom
     count.n = (size_t)snprintf(count.s, sizeof(count.s), "%s_count{", name);
     const struct text tail = text_of("} ");
     const size_t first = (size_t)which * (nb + 1);
+    char *const family = p;
     p = put_header(p, name, help, "histogram");
+    char *const samples = p;
     for (size_t i = 0, end; i < pg->n; i = end) {
         end = series_end(pg, i);
         const struct entry *e = &pg->ents[i];
@@ -525,7 +539,7 @@ static char *put_histogram(const struct page *pg, char *p, const struct grpcprom
         *p++ = '\n';
         p = put_line(p, &count, e, &tail, cum);
     }
-    return p;
+    return unless_empty(pg, family, samples, p);
 }
 
 static char *put_plain_counter(char *p, const char *name, const char *help, const _Atomic uint64_t *v)
