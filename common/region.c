@@ -13,6 +13,7 @@ const char *const grpcprom_code_names[GRPCPROM_CODES] = {
 
 const char *const grpcprom_overflow_reason_names[GRPCPROM_OVERFLOW_REASONS] = {
     "invalid_path", "path_too_long", "method_table_full", "unanswered_path",
+    "client_method_table_full",
 };
 
 const char *grpcprom_type_label(uint32_t type_bits)

@@ -56,6 +56,7 @@ enum grpcprom_overflow_reason {
     GRPCPROM_OVERFLOW_PATH_TOO_LONG,  /* longer than GRPCPROM_PATH_MAX */
     GRPCPROM_OVERFLOW_TABLE_FULL,     /* no free method slot */
     GRPCPROM_OVERFLOW_UNANSWERED,     /* a new path whose call ended before the server answered */
+    GRPCPROM_OVERFLOW_CLIENT_TABLE_FULL, /* a new client path beyond client_method_limit */
     GRPCPROM_OVERFLOW_REASONS
 };
 
@@ -120,6 +121,8 @@ struct grpcprom_header {
     uint64_t bucket_bounds_ns[GRPCPROM_MAX_BUCKETS];   /* the same, in nanoseconds */
     _Atomic uint32_t methods_used;  /* slots handed out; may run past the capacity */
     _Atomic int32_t page_pid;       /* the process serving the page of this region, 0: none */
+    _Atomic uint32_t client_method_limit; /* slots client paths may take, of method_capacity */
+    _Atomic uint32_t client_methods_used; /* slots client paths took; may run past the limit */
     char page_listen[64];           /* where it serves ("ip:port"), written before page_pid */
     char grpc_version[24];          /* the libgrpc core the writers count (grpc_version_string) */
     char counting_mode[16];         /* how they count: "internals" or "public_api" */

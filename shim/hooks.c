@@ -83,6 +83,9 @@ static atomic_bool page_started;
 /* Set with `followed` when the calls the process makes as a client are
  * counted too (GRPCPROM_CLIENT, and the internals of a known build). */
 static atomic_bool clients_counted;
+/* Set when a client call, not a server, made the process count: a
+ * descriptor set then types client slots and declares no server method. */
+static bool counting_for_a_client;
 
 struct registered_method {
     struct ptrmap_entry entry;          /* key: the handle */
@@ -193,11 +196,15 @@ static void become_server(void)
         log_msg(LOG_ERROR, "cannot map the metrics region: counting nothing");
         return;
     }
-    /* What the page's grpcprom_build_info says (the last process to attach
-     * a shared region writes it: every one writes the same, normally). */
+    /* What the page's grpcprom_build_info says, and the client paths' share
+     * of the method table (the last process to attach a shared region
+     * writes them: every one writes the same, normally). */
     snprintf(region->grpc_version, sizeof(region->grpc_version), "%s", version);
     snprintf(region->counting_mode, sizeof(region->counting_mode), "%s",
              known ? "internals" : "public_api");
+    atomic_store(&region->client_method_limit, options.max_client_methods < region->method_capacity
+                                                   ? options.max_client_methods
+                                                   : region->method_capacity);
     declare_protoset_methods();
     pthread_atfork(NULL, NULL, tracker_forget_calls);
     if (known == NULL && options.client == CLIENT_ON)
@@ -294,6 +301,20 @@ static void declare_typed_method(const char *path, int streams, void *ctx)
     declare_method(path, GRPCPROM_TYPE_EXACT | (uint32_t)streams);
 }
 
+/* A descriptor set's method in a process that counts only as a client: its
+ * client slot has the declared type, and shows nothing before its first
+ * call (no server series for methods the process does not serve). */
+static void declare_client_method(const char *path, int streams, void *ctx)
+{
+    (void)ctx;
+    enum grpcprom_overflow_reason why;
+    struct grpcprom_method *m = store_claim(region, GRPCPROM_CLIENT, path, strlen(path), &why);
+    if (m)
+        store_mark_type(m, GRPCPROM_TYPE_EXACT | (uint32_t)streams);
+    else
+        store_overflowed(region, why, 0);
+}
+
 /* A library of the shim's own, from the directory the shim was loaded
  * from (found by name, as the shim was, when that cannot be told); its
  * symbol `symbol`, or NULL with a line on stderr saying why. */
@@ -343,7 +364,8 @@ static void declare_protoset_methods(void)
     char *save = NULL;
     for (char *file = strtok_r(files, ":", &save); methods && file; file = strtok_r(NULL, ":", &save)) {
         char why[200];
-        if (methods(file, declare_typed_method, NULL, why, sizeof(why)) != 0)
+        if (methods(file, counting_for_a_client ? declare_client_method : declare_typed_method, NULL,
+                    why, sizeof(why)) != 0)
             log_msg(LOG_ERROR, "GRPCPROM_PROTOSET: %s: %s; its methods get their types from "
                                "their calls", file, why);
     }
@@ -962,8 +984,10 @@ static pthread_once_t client_wish_once = PTHREAD_ONCE_INIT;
  * serve its page, as a server's start does. */
 static void read_client_wish(void)
 {
-    if (options_client(lookup_env) == CLIENT_ON)
+    if (options_client(lookup_env) == CLIENT_ON) {
+        counting_for_a_client = true;
         start_page();
+    }
 }
 
 /* True when client calls are counted: once the process serves (auto, on),

@@ -121,6 +121,12 @@ static const char *parse_max_methods(const char *text, struct options *o)
     return parse_count(text, 100000, &o->max_methods) ? NULL : "expected a number from 1 to 100000";
 }
 
+static const char *parse_max_client_methods(const char *text, struct options *o)
+{
+    return parse_count(text, 100000, &o->max_client_methods) ? NULL
+                                                              : "expected a number from 1 to 100000";
+}
+
 static const char *parse_max_calls(const char *text, struct options *o)
 {
     return parse_count(text, 1000000, &o->max_calls) ? NULL : "expected a number from 1 to 1000000";
@@ -217,6 +223,7 @@ static const struct {
     {"GRPCPROM_BUCKETS", ".005,.01,.025,.05,.1,.25,.5,1,2.5,5,10", parse_buckets, false},
     {"GRPCPROM_MAX_METHODS", "1000", parse_max_methods, false},
     {"GRPCPROM_MAX_CALLS", "16384", parse_max_calls, false},
+    {"GRPCPROM_MAX_CLIENT_METHODS", "100", parse_max_client_methods, false},
     {"GRPCPROM_ALLOW", "", parse_allow, true},
     {"GRPCPROM_BASIC_AUTH_FILE", "", parse_basic_auth_file, true},
     {"GRPCPROM_BEARER_TOKEN_FILE", "", parse_bearer_token_file, true},

@@ -26,6 +26,7 @@ struct options {
     enum log_level log_level;                  /* GRPCPROM_LOG */
     unsigned max_methods;                      /* GRPCPROM_MAX_METHODS: region capacity */
     unsigned max_calls;                        /* GRPCPROM_MAX_CALLS: calls followed at once */
+    unsigned max_client_methods;               /* GRPCPROM_MAX_CLIENT_METHODS: of max_methods */
     struct access_list allow;                  /* GRPCPROM_ALLOW: who may connect to the page */
     char basic_auth_file[256];                 /* GRPCPROM_BASIC_AUTH_FILE, "" = none */
     char bearer_token_file[256];               /* GRPCPROM_BEARER_TOKEN_FILE, "" = none */

@@ -58,6 +58,7 @@ void store_format(void *base, const struct grpcprom_header *plan, const double *
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     h->start_time_unix_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    atomic_init(&h->client_method_limit, h->method_capacity);
     for (unsigned i = 0; i < h->bucket_count; i++) {
         h->bucket_bounds[i] = bounds[i];
         h->bucket_bounds_ns[i] = (uint64_t)(bounds[i] * 1e9 + 0.5);
@@ -111,13 +112,29 @@ static bool slot_is(const struct grpcprom_method *m, uint64_t hash, enum grpcpro
            memcmp(m->path, path, len) == 0;
 }
 
-/* Fills the next free slot with the path, not yet visible to readers; NULL
- * when every slot is taken. */
-static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t hash,
-                                         enum grpcprom_side side, const char *path, size_t len)
+/* Counts one more client slot against the client limit: false when the
+ * limit is reached. Client paths may be chosen by whoever a proxy serves,
+ * so they never take the server's whole table. */
+static bool client_quota(struct grpcprom_header *h)
 {
+    uint32_t limit = atomic_load_explicit(&h->client_method_limit, memory_order_relaxed);
+    return atomic_load_explicit(&h->client_methods_used, memory_order_relaxed) < limit &&
+           atomic_fetch_add_explicit(&h->client_methods_used, 1, memory_order_relaxed) < limit;
+}
+
+/* Fills the next free slot with the path, not yet visible to readers; NULL
+ * when every slot is taken (or the side's), *why saying which. */
+static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t hash,
+                                         enum grpcprom_side side, const char *path, size_t len,
+                                         enum grpcprom_overflow_reason *why)
+{
+    *why = GRPCPROM_OVERFLOW_TABLE_FULL;
     if (atomic_load_explicit(&h->methods_used, memory_order_relaxed) >= h->method_capacity)
         return NULL;
+    if (side == GRPCPROM_CLIENT && !client_quota(h)) {
+        *why = GRPCPROM_OVERFLOW_CLIENT_TABLE_FULL;
+        return NULL;
+    }
     uint32_t n = atomic_fetch_add_explicit(&h->methods_used, 1, memory_order_relaxed);
     if (n >= h->method_capacity)
         return NULL;
@@ -135,7 +152,8 @@ static struct grpcprom_method *take_slot(struct grpcprom_header *h, uint64_t has
  * stays unpublished: a slot lost per racing thread, at worst. The index is
  * at most half full, so an empty entry is always near. */
 static struct grpcprom_method *lookup(struct grpcprom_header *h, enum grpcprom_side side,
-                                      const char *path, size_t len, bool create)
+                                      const char *path, size_t len, bool create,
+                                      enum grpcprom_overflow_reason *why)
 {
     uint64_t hash = path_hash(h, side, path, len);
     _Atomic uint32_t *index = grpcprom_region_index(h);
@@ -146,7 +164,7 @@ static struct grpcprom_method *lookup(struct grpcprom_header *h, enum grpcprom_s
         _Atomic uint32_t *entry = &index[(hash + probe) & mask];
         uint32_t v = atomic_load_explicit(entry, memory_order_acquire);
         if (v == 0) {
-            if (!create || (mine == NULL && (mine = take_slot(h, hash, side, path, len)) == NULL))
+            if (!create || (mine == NULL && (mine = take_slot(h, hash, side, path, len, why)) == NULL))
                 return NULL;
             uint32_t number = (uint32_t)(mine - slots) + 1;
             if (atomic_compare_exchange_strong_explicit(entry, &v, number, memory_order_acq_rel,
@@ -168,7 +186,8 @@ struct grpcprom_method *store_find(struct grpcprom_header *h, enum grpcprom_side
 {
     if (len == 0 || len > GRPCPROM_PATH_MAX)
         return NULL;
-    return lookup(h, side, path, len, false);
+    enum grpcprom_overflow_reason unused;
+    return lookup(h, side, path, len, false, &unused);
 }
 
 struct grpcprom_method *store_claim(struct grpcprom_header *h, enum grpcprom_side side,
@@ -186,7 +205,7 @@ struct grpcprom_method *store_claim(struct grpcprom_header *h, enum grpcprom_sid
         return NULL;
     }
     *why = GRPCPROM_OVERFLOW_TABLE_FULL;
-    return lookup(h, side, path, len, true);
+    return lookup(h, side, path, len, true, why);
 }
 
 void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason why, uint64_t calls)
@@ -197,6 +216,7 @@ void store_overflowed(struct grpcprom_header *h, enum grpcprom_overflow_reason w
         "a call's path is longer than 1024 bytes",
         "the method table is full (raise GRPCPROM_MAX_METHODS)",
         NULL, /* a cancelled call to an unseen path is ordinary */
+        "the process calls more methods as a client than GRPCPROM_MAX_CLIENT_METHODS",
     };
     store_add(&h->overflow_calls[why], calls);
     if (what[why] && !atomic_exchange_explicit(&warned[why], true, memory_order_relaxed))

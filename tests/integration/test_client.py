@@ -50,7 +50,7 @@ import threading
 
 import pytest
 
-from harness import BUILD, PRELOAD, ROOT, Server, echo_client, free_port, parse_page
+from harness import BUILD, PRELOAD, PROTOSET, ROOT, Server, echo_client, free_port, parse_page
 
 GRPCPROM = os.path.join(BUILD, "exporter", "grpcprom")
 CLIENTS = {"cc": [os.path.join(BUILD, "tests", "client", "echo_client_cc"), "--scenario"],
@@ -349,21 +349,41 @@ def test_a_c_clients_deadline_on_any_clock_counts(endpoints, clock, code):
     """gRPC takes a client's deadline on any clock, a span (GPR_TIMESPAN,
     which gpr_now refuses with an abort) and gpr_inf_past included: the
     process runs on, and its call counts with the code it got."""
+    out, page = run_c_client(endpoints, ["--deadline", clock])
+    assert out.startswith("status %d " % (0 if code == "OK" else 4)), out
+    handled = {dict(k[1]).get("grpc_code"): v for k, v in parse_page(page).items()
+               if k[0] == "grpc_client_handled_total"}
+    assert handled == {code: 1}, page
+
+
+def test_a_client_only_process_types_its_calls_from_a_protoset(endpoints):
+    """With GRPCPROM_PROTOSET, a process that only calls gets its client
+    series typed as declared, and no server series for the methods it does
+    not serve; a declared method it never called shows nothing."""
+    _, page = run_c_client(endpoints, [], {"GRPCPROM_PROTOSET": PROTOSET})
+    samples = parse_page(page)
+    assert not [k for k in samples if k[0].startswith("grpc_server_")], page
+    started = {(dict(k[1])["grpc_type"], dict(k[1])["grpc_method"]): v for k, v in samples.items()
+               if k[0] == "grpc_client_started_total"}
+    assert started == {("unary", "Unary"): 1}, page
+
+
+def run_c_client(endpoints, args, extra_env=None):
+    """Runs the C client's one unary call under the shim with
+    GRPCPROM_CLIENT=on and no page; returns (its output, `grpcprom dump`
+    of its region)."""
     name = "test-client-%d-%d" % (os.getpid(), next(REGION_NAMES))
     env = plain_env({"LD_PRELOAD": PRELOAD, "GRPCPROM_SHM": name, "GRPCPROM_LISTEN": "none",
-                     "GRPCPROM_CLIENT": "on"})
+                     "GRPCPROM_CLIENT": "on", **(extra_env or {})})
     path = "/dev/shm/grpcprom.name." + name
     try:
         run = subprocess.run([os.path.join(BUILD, "tests", "client", "echo_client_c"),
-                              endpoints[0], endpoints[1], "--deadline", clock],
+                              endpoints[0], endpoints[1], *args],
                              capture_output=True, text=True, timeout=60, env=env)
-        assert run.returncode == 0, run.stderr
-        assert run.stdout.startswith("status %d " % (0 if code == "OK" else 4)), run.stdout
+        assert run.returncode == 0 and run.stderr == "", run.stderr
         dump = subprocess.run([GRPCPROM, "dump", name], capture_output=True, text=True, timeout=30)
         assert dump.returncode == 0, dump.stderr
-        handled = {dict(k[1]).get("grpc_code"): v for k, v in parse_page(dump.stdout).items()
-                   if k[0] == "grpc_client_handled_total"}
-        assert handled == {code: 1}, dump.stdout
+        return run.stdout, dump.stdout
     finally:
         if os.path.exists(path):
             os.unlink(path)

@@ -85,6 +85,12 @@ int main(void)
     CHECK_INT(o.client, CLIENT_AUTO);
     CHECK_INT(options_client(fake_env), CLIENT_AUTO);
     CHECK(options_check("GRPCPROM_CLIENT", "ON") != NULL);
+    load_with(&o, NULL, NULL);
+    CHECK_INT(o.max_client_methods, 100);
+    load_with(&o, "GRPCPROM_MAX_CLIENT_METHODS", "7");
+    CHECK_INT(o.max_client_methods, 7);
+    load_with(&o, "GRPCPROM_MAX_CLIENT_METHODS", "0");
+    CHECK_INT(o.max_client_methods, 100);
 
     load_with(&o, "GRPCPROM_LOG", "debug");
     CHECK_INT(o.log_level, LOG_DEBUG);

@@ -125,6 +125,15 @@ int main(void)
         CHECK_INT(grpcprom_region_overflow(h, GRPCPROM_CLIENT, bits)->side, GRPCPROM_CLIENT);
         CHECK_INT(grpcprom_region_overflow(h, GRPCPROM_SERVER, bits)->side, GRPCPROM_SERVER);
     }
+
+    /* Client paths take at most client_method_limit slots; the server's
+     * keep the rest. */
+    atomic_store(&h->client_method_limit, atomic_load(&h->client_methods_used) + 1);
+    CHECK(store_claim(h, GRPCPROM_CLIENT, "/q.S/One", 8, &why) != NULL);
+    CHECK(store_claim(h, GRPCPROM_CLIENT, "/q.S/Two", 8, &why) == NULL);
+    CHECK_INT(why, GRPCPROM_OVERFLOW_CLIENT_TABLE_FULL);
+    CHECK(store_claim(h, GRPCPROM_CLIENT, "/q.S/One", 8, &why) != NULL); /* found, not taken */
+    CHECK(store_claim(h, GRPCPROM_SERVER, "/q.S/Two", 8, &why) != NULL);
     CHECK(h->shard_count >= 1 && (h->shard_count & (h->shard_count - 1)) == 0);
 
     /* Declared types are not overridden by what calls seem to do. */

@@ -230,6 +230,7 @@ static const char full_page[] =
     "grpcprom_overflow_calls_total{reason=\"path_too_long\"} 0\n"
     "grpcprom_overflow_calls_total{reason=\"method_table_full\"} 1\n"
     "grpcprom_overflow_calls_total{reason=\"unanswered_path\"} 0\n"
+    "grpcprom_overflow_calls_total{reason=\"client_method_table_full\"} 0\n"
     "# HELP grpcprom_unknown_method_calls_total Calls to methods the server does not serve (answered Unimplemented); not labelled by path, since clients choose paths.\n"
     "# TYPE grpcprom_unknown_method_calls_total counter\n"
     "grpcprom_unknown_method_calls_total 6\n";
@@ -318,6 +319,7 @@ static void test_empty_region(void)
                   "grpcprom_overflow_calls_total{reason=\"path_too_long\"} 0\n"
                   "grpcprom_overflow_calls_total{reason=\"method_table_full\"} 0\n"
                   "grpcprom_overflow_calls_total{reason=\"unanswered_path\"} 0\n"
+                  "grpcprom_overflow_calls_total{reason=\"client_method_table_full\"} 0\n"
                   "# HELP grpcprom_unknown_method_calls_total Calls to methods the server does not serve (answered Unimplemented); not labelled by path, since clients choose paths.\n"
                   "# TYPE grpcprom_unknown_method_calls_total counter\n"
                   "grpcprom_unknown_method_calls_total 0\n");
