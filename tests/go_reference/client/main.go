@@ -147,28 +147,18 @@ func scenario(target, silent, down string) {
 	bidi("bidi ok", stub, 10000, true, 0, bidiStep{req(0, 0, 1), 1}, bidiStep{req(0, 0, 2), 2})
 	bidi("bidi internal", stub, 10000, false, 0, bidiStep{req(13, 0, 0), 0})
 
-	fresh := func(addr string) (pb.EchoClient, *grpc.ClientConn) {
+	// Each call to the silent and the down server on a channel of its own.
+	fresh := func(addr string, call func(pb.EchoClient)) {
 		c := dial(addr)
-		return pb.NewEchoClient(c), c
+		call(pb.NewEchoClient(c))
+		c.Close()
 	}
-	s, c := fresh(silent)
-	unary("silent unary", s, req(0, 0, 0), 300)
-	c.Close()
-	s, c = fresh(silent)
-	serverStream("silent server stream", s, req(0, 0, 1), 300)
-	c.Close()
-	s, c = fresh(down)
-	unary("down unary", s, req(0, 0, 0), 10000)
-	c.Close()
-	s, c = fresh(down)
-	serverStream("down server stream", s, req(0, 0, 1), 10000)
-	c.Close()
-	s, c = fresh(down)
-	clientStream("down client stream", s, req(0, 0, 0))
-	c.Close()
-	s, c = fresh(down)
-	bidi("down bidi", s, 10000, false, 0, bidiStep{req(0, 0, 0), 0})
-	c.Close()
+	fresh(silent, func(s pb.EchoClient) { unary("silent unary", s, req(0, 0, 0), 300) })
+	fresh(silent, func(s pb.EchoClient) { serverStream("silent server stream", s, req(0, 0, 1), 300) })
+	fresh(down, func(s pb.EchoClient) { unary("down unary", s, req(0, 0, 0), 10000) })
+	fresh(down, func(s pb.EchoClient) { serverStream("down server stream", s, req(0, 0, 1), 10000) })
+	fresh(down, func(s pb.EchoClient) { clientStream("down client stream", s, req(0, 0, 0)) })
+	fresh(down, func(s pb.EchoClient) { bidi("down bidi", s, 10000, false, 0, bidiStep{req(0, 0, 0), 0}) })
 
 	unary("unary past deadline", stub, req(0, 0, 0), -1000)
 	serverStream("server stream deadline", stub, req(0, 2000, 3), 300)
