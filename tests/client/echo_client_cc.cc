@@ -1,17 +1,20 @@
 // Test client in C++: holds thousands of calls open, calls arbitrary paths, runs a small mix or the
-// client scenario; prints what it saw as JSON. With --serve it also serves (no service), to be a
-// process that is both server and client.
+// client scenario (with the blocking, async or callback API); prints what it saw as JSON. With
+// --serve it also serves (no service), to be a process that is both server and client.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -265,105 +268,394 @@ static int Mix(const std::string& target) {
   return 0;
 }
 
-// ---- --scenario: the client scenario (as tests/go_reference/client/main.go), blocking stub.
+// ---- --scenario: the client scenario (as tests/go_reference/client/main.go), with the
+// blocking, async or callback API. The loops that drive a stream are written once, over the
+// blocking API's Read/Write/WritesDone/Finish; the async and callback calls are wrapped to
+// offer the same, each operation waited for, so every API reads and writes as Go does.
 
 // [step, code] in the order the steps ran.
 static std::vector<std::pair<std::string, std::string>> g_steps;
 
+// Notes the code a step ended with.
 static void Step(const char* step, const grpc::Status& s) { g_steps.emplace_back(step, CodeName(s)); }
 
-// One Unary call with a deadline in ms.
-static void ScUnary(const char* step, Echo::Stub* stub, const EchoRequest& req, int deadline_ms) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(deadline_ms));
-  EchoReply rep;
-  Step(step, stub->Unary(&ctx, req, &rep));
-}
+// A Bidi call's plan: each (request, replies to read) in turn; then half-close if
+// writes_done, or cancel after `cancel_at` steps.
+struct BidiPlan {
+  bool writes_done;
+  int cancel_at;
+  std::vector<std::pair<EchoRequest, int>> steps;
+};
 
-// A ServerStream call read to its end.
-static void ScServerStream(const char* step, Echo::Stub* stub, const EchoRequest& req,
-                           int deadline_ms) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(deadline_ms));
-  auto reader = stub->ServerStream(&ctx, req);
+// Reads until a read fails, then finishes (Go's Recv loop).
+template <class S>
+static grpc::Status ReadToEnd(S* s) {
   EchoReply rep;
-  while (reader->Read(&rep)) {
+  while (s->Read(&rep)) {
   }
-  Step(step, reader->Finish());
+  return s->Finish();
 }
 
-// A ClientStream call: the requests (up to the first failed write), then close and finish.
-static void ScClientStream(const char* step, Echo::Stub* stub, const std::vector<EchoRequest>& reqs) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(10000));
-  EchoReply rep;
-  auto writer = stub->ClientStream(&ctx, &rep);
+// The requests (up to the first failed write), then close and finish (Go's CloseAndRecv).
+template <class S>
+static grpc::Status WriteAll(S* s, const std::vector<EchoRequest>& reqs) {
   for (const auto& r : reqs)
-    if (!writer->Write(r)) break;
-  writer->WritesDone();
-  Step(step, writer->Finish());
+    if (!s->Write(r)) break;
+  s->WritesDone();
+  return s->Finish();
 }
 
-// A Bidi call: each (request, replies to read) in turn; then half-close if
-// asked, or cancel after `cancel_at` steps; then read to the end and finish.
-// As Go's RecvMsg loop: a failed write leaves the end to reads, a failed
-// read is the end (no read after it).
-static void ScBidi(const char* step, Echo::Stub* stub, int deadline_ms, bool writes_done,
-                   int cancel_at, const std::vector<std::pair<EchoRequest, int>>& steps) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(deadline_ms));
-  auto stream = stub->Bidi(&ctx);
+// As Go's bidi loop: a failed write leaves the end to reads, a failed read is
+// the end (no read after it); then read to the end and finish.
+template <class S>
+static grpc::Status DriveBidi(S* s, grpc::ClientContext* ctx, const BidiPlan& plan) {
   EchoReply rep;
   bool open = true, read_end = false;
-  for (size_t i = 0; i < steps.size() && open; i++) {
-    open = stream->Write(steps[i].first);
-    for (int n = 0; n < steps[i].second && open; n++) read_end = !(open = stream->Read(&rep));
-    if (cancel_at == static_cast<int>(i) + 1) ctx.TryCancel();
+  for (size_t i = 0; i < plan.steps.size() && open; i++) {
+    open = s->Write(plan.steps[i].first);
+    for (int n = 0; n < plan.steps[i].second && open; n++) read_end = !(open = s->Read(&rep));
+    if (plan.cancel_at == static_cast<int>(i) + 1) ctx->TryCancel();
   }
-  if (open && writes_done) stream->WritesDone();
-  while (!read_end && stream->Read(&rep)) {
+  if (open && plan.writes_done) s->WritesDone();
+  while (!read_end && s->Read(&rep)) {
   }
-  Step(step, stream->Finish());
+  return s->Finish();
 }
 
-static int Scenario(const std::string& target, const std::string& silent, const std::string& down) {
+// The four kinds of call, made with one API on a context set up by the step.
+struct Api {
+  grpc::Status (*unary)(Echo::Stub*, grpc::ClientContext*, const EchoRequest&);
+  grpc::Status (*server_stream)(Echo::Stub*, grpc::ClientContext*, const EchoRequest&);
+  grpc::Status (*client_stream)(Echo::Stub*, grpc::ClientContext*, const std::vector<EchoRequest>&);
+  grpc::Status (*bidi)(Echo::Stub*, grpc::ClientContext*, const BidiPlan&);
+};
+
+// Blocking API: its streams already have the interface the loops use.
+
+// A Unary call with the blocking stub.
+static grpc::Status SyncUnary(Echo::Stub* stub, grpc::ClientContext* ctx, const EchoRequest& req) {
+  EchoReply rep;
+  return stub->Unary(ctx, req, &rep);
+}
+
+// A ServerStream call with a ClientReader.
+static grpc::Status SyncServerStream(Echo::Stub* stub, grpc::ClientContext* ctx,
+                                     const EchoRequest& req) {
+  return ReadToEnd(stub->ServerStream(ctx, req).get());
+}
+
+// A ClientStream call with a ClientWriter.
+static grpc::Status SyncClientStream(Echo::Stub* stub, grpc::ClientContext* ctx,
+                                     const std::vector<EchoRequest>& reqs) {
+  EchoReply rep;
+  return WriteAll(stub->ClientStream(ctx, &rep).get(), reqs);
+}
+
+// A Bidi call with a ClientReaderWriter.
+static grpc::Status SyncBidi(Echo::Stub* stub, grpc::ClientContext* ctx, const BidiPlan& plan) {
+  return DriveBidi(stub->Bidi(ctx).get(), ctx, plan);
+}
+
+// Async API: a call's own completion queue with one operation in flight at a
+// time, so that Wait's event is that operation's; drained on destruction, as
+// gRPC requires before a queue goes.
+struct Queue {
+  grpc::CompletionQueue cq;
+  bool Wait() {
+    void* tag;
+    bool ok = false;
+    cq.Next(&tag, &ok);
+    return ok;
+  }
+  ~Queue() {
+    cq.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+};
+
+// An async stream (ClientAsyncReader, Writer or ReaderWriter) with the blocking
+// interface, each operation waited for: the loops then drive it as they drive
+// the blocking stub. Start waits for the start as the blocking stub's
+// constructor does.
+template <class S>
+struct AsyncStream : Queue {
+  std::unique_ptr<S> s;
+  void Start(std::unique_ptr<S> stream) {
+    s = std::move(stream);
+    s->StartCall(this);
+    Wait();
+  }
+  bool Read(EchoReply* rep) {
+    s->Read(rep, this);
+    return Wait();
+  }
+  bool Write(const EchoRequest& r) {
+    s->Write(r, this);
+    return Wait();
+  }
+  bool WritesDone() {
+    s->WritesDone(this);
+    return Wait();
+  }
+  grpc::Status Finish() {
+    grpc::Status st;
+    s->Finish(&st, this);
+    Wait();
+    return st;
+  }
+};
+
+// A Unary call with AsyncUnary, its Finish waited for on the call's queue.
+static grpc::Status AsyncUnary(Echo::Stub* stub, grpc::ClientContext* ctx, const EchoRequest& req) {
+  Queue q;
+  EchoReply rep;
+  grpc::Status st;
+  stub->AsyncUnary(ctx, req, &q.cq)->Finish(&rep, &st, &q);
+  q.Wait();
+  return st;
+}
+
+// A ServerStream call with a ClientAsyncReader.
+static grpc::Status AsyncServerStream(Echo::Stub* stub, grpc::ClientContext* ctx,
+                                      const EchoRequest& req) {
+  AsyncStream<grpc::ClientAsyncReader<EchoReply>> s;
+  s.Start(stub->PrepareAsyncServerStream(ctx, req, &s.cq));
+  return ReadToEnd(&s);
+}
+
+// A ClientStream call with a ClientAsyncWriter.
+static grpc::Status AsyncClientStream(Echo::Stub* stub, grpc::ClientContext* ctx,
+                                      const std::vector<EchoRequest>& reqs) {
+  EchoReply rep;
+  AsyncStream<grpc::ClientAsyncWriter<EchoRequest>> s;
+  s.Start(stub->PrepareAsyncClientStream(ctx, &rep, &s.cq));
+  return WriteAll(&s, reqs);
+}
+
+// A Bidi call with a ClientAsyncReaderWriter.
+static grpc::Status AsyncBidi(Echo::Stub* stub, grpc::ClientContext* ctx, const BidiPlan& plan) {
+  AsyncStream<grpc::ClientAsyncReaderWriter<EchoRequest, EchoReply>> s;
+  s.Start(stub->PrepareAsyncBidi(ctx, &s.cq));
+  return DriveBidi(&s, ctx, plan);
+}
+
+// Callback API: reactions come on gRPC's threads; a Waiter hands each one's ok,
+// and the call's end (OnDone), to the thread waiting for it.
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<bool> oks;
+  bool done = false;
+  grpc::Status status;
+  void Post(bool ok) {
+    std::lock_guard<std::mutex> lock(mu);
+    oks.push_back(ok);
+    cv.notify_all();
+  }
+  bool Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [this] { return !oks.empty(); });
+    bool ok = oks.front();
+    oks.pop_front();
+    return ok;
+  }
+  // Notifies under the lock, so the waiter (which then destroys this) cannot
+  // go on before Done is through with it.
+  void Done(const grpc::Status& s) {
+    std::lock_guard<std::mutex> lock(mu);
+    status = s;
+    done = true;
+    cv.notify_all();
+  }
+  grpc::Status WaitDone() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [this] { return done; });
+    return status;
+  }
+};
+
+// The callback streams with the blocking interface, each operation waited for.
+// A stream asks for its status at StartCall and ends (OnDone) once that and
+// every operation are done: Begin takes a hold so it cannot end before the loop
+// is through with it, and Finish lets go of the hold and waits for OnDone.
+struct ReadReactor : grpc::ClientReadReactor<EchoReply>, Waiter {
+  void OnReadDone(bool ok) override { Post(ok); }
+  void OnDone(const grpc::Status& s) override { Done(s); }
+  void Begin() {
+    AddHold();
+    StartCall();
+  }
+  bool Read(EchoReply* rep) {
+    StartRead(rep);
+    return Wait();
+  }
+  grpc::Status Finish() {
+    RemoveHold();
+    return WaitDone();
+  }
+};
+struct WriteReactor : grpc::ClientWriteReactor<EchoRequest>, Waiter {
+  void OnWriteDone(bool ok) override { Post(ok); }
+  void OnWritesDoneDone(bool ok) override { Post(ok); }
+  void OnDone(const grpc::Status& s) override { Done(s); }
+  void Begin() {
+    AddHold();
+    StartCall();
+  }
+  bool Write(const EchoRequest& r) {
+    StartWrite(&r);
+    return Wait();
+  }
+  bool WritesDone() {
+    StartWritesDone();
+    return Wait();
+  }
+  grpc::Status Finish() {
+    RemoveHold();
+    return WaitDone();
+  }
+};
+struct BidiReactor : grpc::ClientBidiReactor<EchoRequest, EchoReply>, Waiter {
+  void OnReadDone(bool ok) override { Post(ok); }
+  void OnWriteDone(bool ok) override { Post(ok); }
+  void OnWritesDoneDone(bool ok) override { Post(ok); }
+  void OnDone(const grpc::Status& s) override { Done(s); }
+  void Begin() {
+    AddHold();
+    StartCall();
+  }
+  bool Read(EchoReply* rep) {
+    StartRead(rep);
+    return Wait();
+  }
+  bool Write(const EchoRequest& r) {
+    StartWrite(&r);
+    return Wait();
+  }
+  bool WritesDone() {
+    StartWritesDone();
+    return Wait();
+  }
+  grpc::Status Finish() {
+    RemoveHold();
+    return WaitDone();
+  }
+};
+
+// A Unary call with stub->async(), its callback waited for.
+static grpc::Status CbUnary(Echo::Stub* stub, grpc::ClientContext* ctx, const EchoRequest& req) {
+  Waiter w;
+  EchoReply rep;
+  stub->async()->Unary(ctx, &req, &rep, [&w](grpc::Status s) { w.Done(s); });
+  return w.WaitDone();
+}
+
+// A ServerStream call with a ClientReadReactor.
+static grpc::Status CbServerStream(Echo::Stub* stub, grpc::ClientContext* ctx,
+                                   const EchoRequest& req) {
+  ReadReactor r;
+  stub->async()->ServerStream(ctx, &req, &r);
+  r.Begin();
+  return ReadToEnd(&r);
+}
+
+// A ClientStream call with a ClientWriteReactor.
+static grpc::Status CbClientStream(Echo::Stub* stub, grpc::ClientContext* ctx,
+                                   const std::vector<EchoRequest>& reqs) {
+  EchoReply rep;
+  WriteReactor w;
+  stub->async()->ClientStream(ctx, &rep, &w);
+  w.Begin();
+  return WriteAll(&w, reqs);
+}
+
+// A Bidi call with a ClientBidiReactor.
+static grpc::Status CbBidi(Echo::Stub* stub, grpc::ClientContext* ctx, const BidiPlan& plan) {
+  BidiReactor b;
+  stub->async()->Bidi(ctx, &b);
+  b.Begin();
+  return DriveBidi(&b, ctx, plan);
+}
+
+// --api's names.
+static const std::map<std::string, Api> kApis = {
+    {"blocking", {SyncUnary, SyncServerStream, SyncClientStream, SyncBidi}},
+    {"async", {AsyncUnary, AsyncServerStream, AsyncClientStream, AsyncBidi}},
+    {"callback", {CbUnary, CbServerStream, CbClientStream, CbBidi}},
+};
+
+// A context with a deadline in ms (the cancelled step's is cancelled after
+// cancel_ms by a thread of its own).
+struct Ctx {
+  grpc::ClientContext ctx;
+  std::thread canceller;
+  explicit Ctx(int deadline_ms, int cancel_ms = -1) {
+    ctx.set_deadline(In(deadline_ms));
+    if (cancel_ms >= 0)
+      canceller = std::thread([this, cancel_ms] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(cancel_ms));
+        ctx.TryCancel();
+      });
+  }
+  ~Ctx() {
+    if (canceller.joinable()) canceller.join();
+  }
+};
+
+// The scenario's steps in Go's order, each call made with `api`; prints the
+// [step, code] pairs.
+static int Scenario(const Api& api, const std::string& target, const std::string& silent,
+                    const std::string& down) {
   auto channel = NewChannel(target, 0);
-  auto stub = Echo::NewStub(channel);
-  for (int i = 0; i < 3; i++) ScUnary("unary ok", stub.get(), R(0, 0, 0), 10000);
-  ScUnary("unary not found", stub.get(), R(5, 0, 0), 10000);
-  ScServerStream("server stream ok", stub.get(), R(0, 0, 3), 10000);
-  ScServerStream("server stream aborted", stub.get(), R(10, 0, 2), 10000);
-  ScClientStream("client stream ok", stub.get(), {R(0, 0, 0), R(0, 0, 0), R(0, 0, 0)});
-  ScClientStream("client stream invalid argument", stub.get(), {R(0, 0, 0), R(3, 0, 0)});
-  ScBidi("bidi ok", stub.get(), 10000, true, 0, {{R(0, 0, 1), 1}, {R(0, 0, 2), 2}});
-  ScBidi("bidi internal", stub.get(), 10000, false, 0, {{R(13, 0, 0), 0}});
+  auto main_stub = Echo::NewStub(channel);
+  Echo::Stub* stub = main_stub.get();
+  auto unary = [&api](const char* step, Echo::Stub* s, const EchoRequest& req, int ms) {
+    Ctx c(ms);
+    Step(step, api.unary(s, &c.ctx, req));
+  };
+  auto server_stream = [&api](const char* step, Echo::Stub* s, const EchoRequest& req, int ms) {
+    Ctx c(ms);
+    Step(step, api.server_stream(s, &c.ctx, req));
+  };
+  auto client_stream = [&api](const char* step, Echo::Stub* s,
+                              const std::vector<EchoRequest>& reqs) {
+    Ctx c(10000);
+    Step(step, api.client_stream(s, &c.ctx, reqs));
+  };
+  auto bidi = [&api](const char* step, Echo::Stub* s, int ms, const BidiPlan& plan) {
+    Ctx c(ms);
+    Step(step, api.bidi(s, &c.ctx, plan));
+  };
+  for (int i = 0; i < 3; i++) unary("unary ok", stub, R(0, 0, 0), 10000);
+  unary("unary not found", stub, R(5, 0, 0), 10000);
+  server_stream("server stream ok", stub, R(0, 0, 3), 10000);
+  server_stream("server stream aborted", stub, R(10, 0, 2), 10000);
+  client_stream("client stream ok", stub, {R(0, 0, 0), R(0, 0, 0), R(0, 0, 0)});
+  client_stream("client stream invalid argument", stub, {R(0, 0, 0), R(3, 0, 0)});
+  bidi("bidi ok", stub, 10000, {true, 0, {{R(0, 0, 1), 1}, {R(0, 0, 2), 2}}});
+  bidi("bidi internal", stub, 10000, {false, 0, {{R(13, 0, 0), 0}}});
 
   // Each call to the silent and the down server on a channel of its own.
   int id = 1;
   auto fresh = [&id](const std::string& addr) { return Echo::NewStub(NewChannel(addr, id++)); };
-  ScUnary("silent unary", fresh(silent).get(), R(0, 0, 0), 300);
-  ScServerStream("silent server stream", fresh(silent).get(), R(0, 0, 1), 300);
-  ScUnary("down unary", fresh(down).get(), R(0, 0, 0), 10000);
-  ScServerStream("down server stream", fresh(down).get(), R(0, 0, 1), 10000);
-  ScClientStream("down client stream", fresh(down).get(), {R(0, 0, 0)});
-  ScBidi("down bidi", fresh(down).get(), 10000, false, 0, {{R(0, 0, 0), 0}});
+  unary("silent unary", fresh(silent).get(), R(0, 0, 0), 300);
+  server_stream("silent server stream", fresh(silent).get(), R(0, 0, 1), 300);
+  unary("down unary", fresh(down).get(), R(0, 0, 0), 10000);
+  server_stream("down server stream", fresh(down).get(), R(0, 0, 1), 10000);
+  client_stream("down client stream", fresh(down).get(), {R(0, 0, 0)});
+  bidi("down bidi", fresh(down).get(), 10000, {false, 0, {{R(0, 0, 0), 0}}});
 
-  ScUnary("unary past deadline", stub.get(), R(0, 0, 0), -1000);
-  ScServerStream("server stream deadline", stub.get(), R(0, 2000, 3), 300);
-  ScBidi("bidi deadline", stub.get(), 300, false, 0, {{R(0, 2000, 1), 1}});
+  unary("unary past deadline", stub, R(0, 0, 0), -1000);
+  server_stream("server stream deadline", stub, R(0, 2000, 3), 300);
+  bidi("bidi deadline", stub, 300, {false, 0, {{R(0, 2000, 1), 1}}});
   {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(10000));
-    std::thread canceller([&ctx] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      ctx.TryCancel();
-    });
-    EchoReply rep;
-    grpc::Status s = stub->Unary(&ctx, R(0, 2000, 0), &rep);
-    canceller.join();
-    Step("unary cancelled", s);
+    Ctx c(10000, 100);
+    Step("unary cancelled", api.unary(stub, &c.ctx, R(0, 2000, 0)));
   }
-  ScBidi("bidi cancelled", stub.get(), 10000, false, 1, {{R(0, 0, 1), 1}});
+  bidi("bidi cancelled", stub, 10000, {false, 1, {{R(0, 0, 1), 1}}});
 
   std::string out = "[";
   for (const auto& st : g_steps)
@@ -391,6 +683,7 @@ static std::unique_ptr<grpc::Server> ServeNothing() {
 
 int main(int argc, char** argv) {
   std::string target, silent, down, path, request = FromHex("220178");  // EchoRequest{text: "x"}
+  std::string api = "blocking";
   int hold = 0, channels = 1, count = 1, deadline_ms = 10000;
   bool mix = false, scenario = false, have_path = false, serve = false;
   for (int i = 1; i < argc; i++) {
@@ -405,17 +698,18 @@ int main(int argc, char** argv) {
     else if (a == "--deadline-ms" && more) deadline_ms = atoi(argv[++i]);
     else if (a == "--mix") mix = true;
     else if (a == "--scenario") scenario = true;
+    else if (a == "--api" && more) api = argv[++i];
     else if (a == "--serve") serve = true;
     else if (a == "--silent" && more) silent = argv[++i];
     else if (a == "--down" && more) down = argv[++i];
     else target.clear(), i = argc;
   }
   if (target.empty() || channels < 1 || (hold > 0) + have_path + mix + scenario != 1 ||
-      scenario != (!silent.empty() && !down.empty())) {
+      scenario != (!silent.empty() && !down.empty()) || !kApis.count(api)) {
     fprintf(stderr,
             "usage: %s --target HOST:PORT (--hold N [--channels K] | --path HEX [--count N] "
             "[--request HEX] [--deadline-ms MS] | --mix | --scenario --silent HOST:PORT "
-            "--down HOST:PORT) [--serve]\n",
+            "--down HOST:PORT [--api blocking|async|callback]) [--serve]\n",
             argv[0]);
     return 2;
   }
@@ -423,6 +717,6 @@ int main(int argc, char** argv) {
   if (serve) server = ServeNothing();
   if (hold > 0) return Hold(target, hold, channels);
   if (have_path) return CallPath(target, path, count, request, deadline_ms);
-  if (scenario) return Scenario(target, silent, down);
+  if (scenario) return Scenario(kApis.at(api), target, silent, down);
   return Mix(target);
 }

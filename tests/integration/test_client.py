@@ -1,11 +1,12 @@
 # test_client.py: the shim's client series (grpc_client_*) against the real
-# go-grpc-prometheus client interceptors, the three clients (Go, C++, Ruby)
-# running one scenario against the same servers; and GRPCPROM_CLIENT's
-# auto and off.
+# go-grpc-prometheus client interceptors, the clients (Go; C++ with its
+# blocking, async and callback APIs; Ruby) running one scenario against the
+# same servers; and GRPCPROM_CLIENT's auto and off.
 #
 # The scenario (tests/go_reference/client/main.go, echo_client_cc.cc
-# --scenario, echo_client.rb), and what go-grpc-prometheus v1 records for
-# each step with Debian's grpc-go 1.33, as observed (GO_OBSERVED is the sum):
+# --scenario [--api async|callback], echo_client.rb), and what
+# go-grpc-prometheus v1 records for each step with Debian's grpc-go 1.33, as
+# observed (GO_OBSERVED is the sum):
 # - Unary OK x3: started, 1 sent (at invocation), handled OK, timed; nothing
 #   received (v1 counts a unary reply only when the call failed).
 # - Unary NotFound: started, 1 sent, 1 received (the v1 quirk), handled
@@ -53,7 +54,12 @@ import pytest
 from harness import BUILD, PRELOAD, PROTOSET, ROOT, Server, echo_client, free_port, parse_page
 
 GRPCPROM = os.path.join(BUILD, "exporter", "grpcprom")
-CLIENTS = {"cc": [os.path.join(BUILD, "tests", "client", "echo_client_cc"), "--scenario"],
+CC = os.path.join(BUILD, "tests", "client", "echo_client_cc")
+# The C++ client once per API: "cc" the blocking stub, "cc-async" the
+# completion queue, "cc-callback" the reactors.
+CLIENTS = {"cc": [CC, "--scenario"],
+           "cc-async": [CC, "--scenario", "--api", "async"],
+           "cc-callback": [CC, "--scenario", "--api", "callback"],
            "ruby": [os.path.join(BUILD, "tests", "client", "echo_client_ruby"), "--scenario"]}
 
 # The code each step of the scenario ends with, in every client.
@@ -81,6 +87,34 @@ GO_OBSERVED = {
     ("bidi_stream", "Bidi"): (5, 5, 4, 5, 8, {"OK": 1, "Internal": 1, "DeadlineExceeded": 1,
                                               "Unavailable": 1, "Canceled": 1}),
 }
+
+# The callback API's page is not Go's, because of its batches
+# (grpcpp/support/client_callback.h): StartCall starts {SEND_INITIAL_METADATA,
+# RECV_INITIAL_METADATA} (a ServerStream's with SEND_MESSAGE and
+# SEND_CLOSE_FROM_CLIENT in it too) and, apart, {RECV_STATUS_ON_CLIENT}; each
+# read is {RECV_MESSAGE} alone, each write {SEND_MESSAGE} alone. The client
+# reads and writes as Go does; but:
+# (1) the status batch completes as soon as the call ends (trailers, a
+# Trailers-Only reply, a cancel, the deadline), mostly before the read that
+# finds the end: the shim then times a terminal receive for the status (as
+# for a C++ Finish without that read), and that read once more: one more
+# grpc_client_msg_recv_handling_seconds observation than Go for "server
+# stream ok", "server stream aborted", "bidi internal", "bidi cancelled" in
+# most runs, "bidi ok" and "bidi deadline" in some;
+# (2) "server stream deadline": the server sends no headers before the
+# deadline, and in most runs the first batch fails whole (by its
+# RECV_INITIAL_METADATA): the shim takes its SEND_MESSAGE as not sent and the
+# stream as never opened (Go's NewStream failing): no message sent, no send
+# or receive timed, where Go counts 1 sent, 1 send and 1 receive.
+# Typically ServerStream shows msg_sent_total and the send count 2 (Go 3) and
+# the recv count 9 (Go 8); Bidi the recv count 10 (Go 8).
+CALLBACK_DIFFERS = ("the callback API's status batch, started alone with the call, mostly completes "
+                    "before the read that finds the end (a receive timed twice: ServerStream and "
+                    "Bidi recv counts above Go's), and its ServerStream's first batch, with "
+                    "RECV_INITIAL_METADATA, fails whole when no headers come before the deadline "
+                    "(ServerStream msg_sent_total and send count one below Go's)")
+SHIMMED_CLIENTS = [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=CALLBACK_DIFFERS))
+                   if c == "cc-callback" else c for c in sorted(CLIENTS)]
 
 COUNTERS = ("grpc_client_started_total", "grpc_client_handled_total", "grpc_client_msg_received_total",
             "grpc_client_msg_sent_total")
@@ -293,7 +327,7 @@ def test_client_gets_the_scenarios_codes_without_the_shim(endpoints, client):
     assert json.loads(run.stdout) == EXPECTED_CODES
 
 
-@pytest.mark.parametrize("client", sorted(CLIENTS))
+@pytest.mark.parametrize("client", SHIMMED_CLIENTS)
 def test_shimmed_client_counts_as_go_grpc_prometheus(endpoints, go_page, client):
     ruby_or_skip(client)
     codes, page = run_under_shim(CLIENTS[client] + endpoints, "on")
