@@ -446,6 +446,7 @@ enum client_flag {
     SETTLED_STREAM = 1u << 9,    /* a stream (else a unary call) */
     SETTLED_OK = 1u << 10,
     END_SEEN = 1u << 11,         /* a receive found no more messages */
+    STATUS_ASKED_OPEN = 1u << 14, /* the status was asked for after a message went through */
     /* the call's own signs of streaming: GRPCPROM_CLIENT_STREAMS and
      * GRPCPROM_SERVER_STREAMS, shifted by CALL_STREAMS_SHIFT */
 };
@@ -507,7 +508,7 @@ static uint32_t client_stream_bits(const struct call_record *rec, uint32_t flags
 {
     uint32_t m = atomic_load_explicit(&rec->method->type_bits, memory_order_relaxed);
     if (!(m & GRPCPROM_TYPE_EXACT) || (m & GRPCPROM_OVERFLOW))
-        m |= flags >> CALL_STREAMS_SHIFT;
+        m |= (flags >> CALL_STREAMS_SHIFT) & STREAM_BITS;
     return m & STREAM_BITS;
 }
 
@@ -626,12 +627,14 @@ static void settle_client(struct call_record *rec, int code, int64_t end_ns)
 }
 
 /* Go ends a server stream only in the RecvMsg that finds no more messages,
- * and times that receive: a client that asks for the status without such a
- * receive (C++ Finish after a cancel) has it timed as that receive. */
+ * and times that receive: a client that asks for the status once its
+ * stream is under way, without such a receive (C++ Finish after a
+ * cancel), has that ask timed as the receive. (The callback API asks for
+ * the status when it starts the call, and reads to the end all the same.) */
 static void terminal_receive(struct call_record *rec, int64_t ns)
 {
     uint32_t flags = atomic_load(&rec->client_flags);
-    if ((client_stream_bits(rec, flags) & GRPCPROM_SERVER_STREAMS) && (flags & OPENED) &&
+    if ((client_stream_bits(rec, flags) & GRPCPROM_SERVER_STREAMS) && (flags & STATUS_ASKED_OPEN) &&
         !(flags & END_SEEN) &&
         atomic_load_explicit(&rec->status_state, memory_order_relaxed) != STATUS_DONE)
         stream_message(rec, false, false, ns);
@@ -663,6 +666,8 @@ unsigned tracker_client_submit(struct call_record *rec, const struct batch_ops *
     if ((ops->ops & BATCH_RECV_STATUS) &&
         atomic_compare_exchange_strong(&rec->pending_status, &no_status, ops->status)) {
         atomic_store(&rec->status_start_ns, now);
+        if (atomic_load(&rec->client_flags) & OPENED)
+            atomic_fetch_or(&rec->client_flags, STATUS_ASKED_OPEN);
         noted |= BATCH_RECV_STATUS;
     }
     return noted;

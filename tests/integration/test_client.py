@@ -108,13 +108,18 @@ GO_OBSERVED = {
 # or receive timed, where Go counts 1 sent, 1 send and 1 receive.
 # Typically ServerStream shows msg_sent_total and the send count 2 (Go 3) and
 # the recv count 9 (Go 8); Bidi the recv count 10 (Go 8).
-CALLBACK_DIFFERS = ("the callback API's status batch, started alone with the call, mostly completes "
-                    "before the read that finds the end (a receive timed twice: ServerStream and "
-                    "Bidi recv counts above Go's), and its ServerStream's first batch, with "
-                    "RECV_INITIAL_METADATA, fails whole when no headers come before the deadline "
-                    "(ServerStream msg_sent_total and send count one below Go's)")
-SHIMMED_CLIENTS = [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=CALLBACK_DIFFERS))
-                   if c == "cc-callback" else c for c in sorted(CLIENTS)]
+# The callback API's ServerStream starts with one batch that also waits for
+# the server's headers (SEND_INITIAL_METADATA, RECV_INITIAL_METADATA,
+# SEND_MESSAGE, SEND_CLOSE_FROM_CLIENT). When no headers come before the
+# deadline ("server stream deadline": the server sleeps first), gRPC fails
+# that batch whole, so the shim cannot tell that its request went out, and
+# takes the stream for one that never opened, as Go's failed NewStream:
+# none sent, no send nor receive timed, where Go counts 1, 1 and 1. That
+# happens in most runs, not all (the headers race the deadline).
+CALLBACK_UNOPENED = frozenset({
+    ("grpc_client_msg_sent_total", "server_stream", "ServerStream", ""),
+    ("grpc_client_msg_send_handling_seconds_count", "server_stream", "ServerStream", ""),
+    ("grpc_client_msg_recv_handling_seconds_count", "server_stream", "ServerStream", "")})
 
 COUNTERS = ("grpc_client_started_total", "grpc_client_handled_total", "grpc_client_msg_received_total",
             "grpc_client_msg_sent_total")
@@ -296,14 +301,18 @@ def run_under_shim(args, setting):
             os.unlink(path)
 
 
-def assert_counts_as_go(page, go_text):
+def assert_counts_as_go(page, go_text, unopened=frozenset()):
     """The page's client series are Go's corrected for v1's quirks, with
-    Go's HELP and TYPE lines, and durations where there are observations."""
+    Go's HELP and TYPE lines, and durations where there are observations;
+    the series of `unopened` may all be one below Go's (a stream the shim
+    cannot tell opened), or all equal to it."""
     assert page is not None, "the client left no region: its client calls were not counted"
     samples = parse_page(page)
     assert not [k for k, v in samples.items() if k[0].startswith("grpc_client_") and v
                 and dict(k[1]).get("grpc_service") != echo_client.SERVICE]
     ours, go = client_series(samples), go_without_v1_quirks(client_series(parse_page(go_text)))
+    if unopened and all(ours.get(k, 0) == go[k] - 1 for k in unopened):
+        go = {k: v - 1 if k in unopened else v for k, v in go.items()}
     assert ours == go, differences(ours, go)
     assert family_heads(page) == family_heads(go_text)
     for (name, labels), value in samples.items():
@@ -327,12 +336,12 @@ def test_client_gets_the_scenarios_codes_without_the_shim(endpoints, client):
     assert json.loads(run.stdout) == EXPECTED_CODES
 
 
-@pytest.mark.parametrize("client", SHIMMED_CLIENTS)
+@pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_shimmed_client_counts_as_go_grpc_prometheus(endpoints, go_page, client):
     ruby_or_skip(client)
     codes, page = run_under_shim(CLIENTS[client] + endpoints, "on")
     assert codes == EXPECTED_CODES
-    assert_counts_as_go(page, go_page[1])
+    assert_counts_as_go(page, go_page[1], CALLBACK_UNOPENED if client == "cc-callback" else frozenset())
     assert not [k for k in parse_page(page) if k[0].startswith("grpc_server_")]
 
 
