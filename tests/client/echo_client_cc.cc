@@ -481,69 +481,44 @@ struct Waiter {
 // A stream asks for its status at StartCall and ends (OnDone) once that and
 // every operation are done: Begin takes a hold so it cannot end before the loop
 // is through with it, and Finish lets go of the hold and waits for OnDone.
-struct ReadReactor : grpc::ClientReadReactor<EchoReply>, Waiter {
-  void OnReadDone(bool ok) override { Post(ok); }
+template <class Base>
+struct Reactor : Base, Waiter {
   void OnDone(const grpc::Status& s) override { Done(s); }
   void Begin() {
-    AddHold();
-    StartCall();
-  }
-  bool Read(EchoReply* rep) {
-    StartRead(rep);
-    return Wait();
+    this->AddHold();
+    this->StartCall();
   }
   grpc::Status Finish() {
-    RemoveHold();
+    this->RemoveHold();
     return WaitDone();
   }
 };
-struct WriteReactor : grpc::ClientWriteReactor<EchoRequest>, Waiter {
-  void OnWriteDone(bool ok) override { Post(ok); }
-  void OnWritesDoneDone(bool ok) override { Post(ok); }
-  void OnDone(const grpc::Status& s) override { Done(s); }
-  void Begin() {
-    AddHold();
-    StartCall();
+// What a reactor that reads adds: each read waited for.
+template <class Base>
+struct Reading : Base {
+  void OnReadDone(bool ok) override { this->Post(ok); }
+  bool Read(EchoReply* rep) {
+    this->StartRead(rep);
+    return this->Wait();
   }
+};
+// What a reactor that writes adds: each write, and the close, waited for.
+template <class Base>
+struct Writing : Base {
+  void OnWriteDone(bool ok) override { this->Post(ok); }
+  void OnWritesDoneDone(bool ok) override { this->Post(ok); }
   bool Write(const EchoRequest& r) {
-    StartWrite(&r);
-    return Wait();
+    this->StartWrite(&r);
+    return this->Wait();
   }
   bool WritesDone() {
-    StartWritesDone();
-    return Wait();
-  }
-  grpc::Status Finish() {
-    RemoveHold();
-    return WaitDone();
+    this->StartWritesDone();
+    return this->Wait();
   }
 };
-struct BidiReactor : grpc::ClientBidiReactor<EchoRequest, EchoReply>, Waiter {
-  void OnReadDone(bool ok) override { Post(ok); }
-  void OnWriteDone(bool ok) override { Post(ok); }
-  void OnWritesDoneDone(bool ok) override { Post(ok); }
-  void OnDone(const grpc::Status& s) override { Done(s); }
-  void Begin() {
-    AddHold();
-    StartCall();
-  }
-  bool Read(EchoReply* rep) {
-    StartRead(rep);
-    return Wait();
-  }
-  bool Write(const EchoRequest& r) {
-    StartWrite(&r);
-    return Wait();
-  }
-  bool WritesDone() {
-    StartWritesDone();
-    return Wait();
-  }
-  grpc::Status Finish() {
-    RemoveHold();
-    return WaitDone();
-  }
-};
+using ReadReactor = Reading<Reactor<grpc::ClientReadReactor<EchoReply>>>;
+using WriteReactor = Writing<Reactor<grpc::ClientWriteReactor<EchoRequest>>>;
+using BidiReactor = Reading<Writing<Reactor<grpc::ClientBidiReactor<EchoRequest, EchoReply>>>>;
 
 // A Unary call with stub->async(), its callback waited for.
 static grpc::Status CbUnary(Echo::Stub* stub, grpc::ClientContext* ctx, const EchoRequest& req) {
