@@ -162,14 +162,24 @@ static inline __attribute__((always_inline)) void give_back(struct call_record *
                                                   memory_order_release, memory_order_relaxed));
 }
 
-struct call_record *tracker_call_started(const struct call_start *start)
+/* A record for a new call, server's or client's, or NULL when the table
+ * is full: then the call is counted untracked (said once). Inlined, as
+ * take_record. */
+static inline __attribute__((always_inline)) struct call_record *new_record(void)
 {
     struct call_record *rec = take_record();
     if (rec == NULL) {
         static atomic_bool said;
         store_untracked(region, &said, "the call table is full (GRPCPROM_MAX_CALLS calls in flight)");
-        return NULL;
     }
+    return rec;
+}
+
+struct call_record *tracker_call_started(const struct call_start *start)
+{
+    struct call_record *rec = new_record();
+    if (rec == NULL)
+        return NULL;
     rec->method = start->method;
     if (rec->method == NULL)
         rec->method = store_find(region, GRPCPROM_SERVER, start->path, start->path_len);
@@ -276,17 +286,26 @@ static struct grpcprom_method *slot_at_end(struct call_record *rec, int code, bo
                                     atomic_load_explicit(&rec->stream_bits, memory_order_relaxed));
 }
 
+/* True for the one caller that settles the call: whichever event, of the
+ * server's or the client's, comes first. */
+static inline __attribute__((always_inline)) bool settling_first(struct call_record *rec)
+{
+    uint32_t state = atomic_load_explicit(&rec->status_state, memory_order_acquire);
+    do {
+        if (state == STATUS_DONE)
+            return false;
+    } while (!atomic_compare_exchange_weak(&rec->status_state, &state, STATUS_DONE));
+    return true;
+}
+
 /* Counts the call's end once, whichever event settles it first. `delivered`
  * says the status is the server's own; a message sent with it counts when
  * the call streams or ends OK, as go-grpc-prometheus counts a unary reply
  * only when the handler returned OK. */
 static void settle(struct call_record *rec, int code, int64_t end_ns, bool delivered)
 {
-    uint32_t state = atomic_load_explicit(&rec->status_state, memory_order_acquire);
-    do {
-        if (state == STATUS_DONE)
-            return;
-    } while (!atomic_compare_exchange_weak(&rec->status_state, &state, STATUS_DONE));
+    if (!settling_first(rec))
+        return;
 
     struct grpcprom_method *m = rec->method;
     uint32_t stream_bits = atomic_load_explicit(&rec->stream_bits, memory_order_relaxed);
@@ -478,12 +497,9 @@ static struct grpcprom_method *client_slot(const char *path, size_t len,
 
 struct call_record *tracker_client_started(const char *path, size_t len, int64_t deadline_ns)
 {
-    struct call_record *rec = take_record();
-    if (rec == NULL) {
-        static atomic_bool said;
-        store_untracked(region, &said, "the call table is full (GRPCPROM_MAX_CALLS calls in flight)");
+    struct call_record *rec = new_record();
+    if (rec == NULL)
         return NULL;
-    }
     enum grpcprom_overflow_reason why;
     rec->method = client_slot(path, len, &why);
     if (atomic_load_explicit(&rec->method->type_bits, memory_order_relaxed) & GRPCPROM_OVERFLOW)
@@ -608,11 +624,8 @@ static void client_message(struct call_record *rec, bool send, bool through, int
  * decided in the same atomic change that marks it settled. */
 static void settle_client(struct call_record *rec, int code, int64_t end_ns)
 {
-    uint32_t state = atomic_load_explicit(&rec->status_state, memory_order_acquire);
-    do {
-        if (state == STATUS_DONE)
-            return;
-    } while (!atomic_compare_exchange_weak(&rec->status_state, &state, STATUS_DONE));
+    if (!settling_first(rec))
+        return;
     uint32_t flags = atomic_load(&rec->client_flags), settled;
     do
         settled = SETTLED | (client_stream_bits(rec, flags) ? SETTLED_STREAM : 0) |
