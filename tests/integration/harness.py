@@ -350,3 +350,13 @@ def dashboard_panels_without_data(prom_port, dashboard_file):
         if status != 200 or not json.loads(body)["data"]:
             empty.append(("variable " + label, match))
     return empty, len(queries)
+
+
+def family_heads(text, prefix):
+    """{family: its HELP and TYPE lines} of a page's families named prefix*."""
+    heads = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if line.startswith("# ") and len(parts) > 2 and parts[2].startswith(prefix):
+            heads.setdefault(parts[2], []).append(line)
+    return {k: tuple(v) for k, v in heads.items()}

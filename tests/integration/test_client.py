@@ -51,7 +51,8 @@ import threading
 
 import pytest
 
-from harness import BUILD, PRELOAD, PROTOSET, ROOT, Server, echo_client, free_port, parse_page
+from harness import (BUILD, PRELOAD, PROTOSET, ROOT, Server, echo_client, family_heads, free_port,
+                     parse_page)
 
 GRPCPROM = os.path.join(BUILD, "exporter", "grpcprom")
 CC = os.path.join(BUILD, "tests", "client", "echo_client_cc")
@@ -185,16 +186,6 @@ def go_without_v1_quirks(go):
     return {k: v for k, v in out.items() if v}
 
 
-def family_heads(text):
-    """{family: its HELP and TYPE lines} of the grpc_client_* families."""
-    heads = {}
-    for line in text.splitlines():
-        parts = line.split(" ", 3)
-        if line.startswith("# ") and len(parts) > 2 and parts[2].startswith("grpc_client_"):
-            heads.setdefault(parts[2], []).append(line)
-    return {k: tuple(v) for k, v in heads.items()}
-
-
 def differences(ours, go):
     return "\n".join("%s: shim %s, go %s" % (k, ours.get(k), go.get(k))
                      for k in sorted(set(ours) | set(go)) if ours.get(k) != go.get(k))
@@ -314,7 +305,7 @@ def assert_counts_as_go(page, go_text, unopened=frozenset()):
     if unopened and all(ours.get(k, 0) == go[k] - 1 for k in unopened):
         go = {k: v - 1 if k in unopened else v for k, v in go.items()}
     assert ours == go, differences(ours, go)
-    assert family_heads(page) == family_heads(go_text)
+    assert family_heads(page, "grpc_client_") == family_heads(go_text, "grpc_client_")
     for (name, labels), value in samples.items():
         if name.startswith("grpc_client_") and name.endswith("_count") and value > 0:
             assert samples[(name[:-len("_count")] + "_sum", labels)] > 0, (name, dict(labels))

@@ -10,8 +10,9 @@ from unittest import mock
 
 import pytest
 
-from harness import (PROTOSET, ROOT, Server, build_info, echo_client, http_get, parse_page,
-                     project_version, prom_query, running_prometheus, scrape, wait_stable)
+from harness import (PROTOSET, ROOT, Server, build_info, echo_client, family_heads, http_get,
+                     parse_page, project_version, prom_query, running_prometheus, scrape,
+                     wait_stable)
 
 
 # Each server style, and the ones that declare too little of themselves
@@ -251,16 +252,6 @@ def test_prometheus_scrapes_the_page():
         s.stop()
 
 
-def family_heads(text):
-    """{family: (its HELP line, its TYPE line)} of the process_* families."""
-    heads = {}
-    for line in text.splitlines():
-        parts = line.split(" ", 3)
-        if line.startswith("# ") and len(parts) > 2 and parts[2].startswith("process_"):
-            heads.setdefault(parts[2], []).append(line)
-    return {k: tuple(v) for k, v in heads.items()}
-
-
 def test_process_families_are_client_golangs_and_build_info_says_the_mode(go_reference):
     """The page carries the process collector's families of a Go service,
     with the same HELP and TYPE lines, and values that describe the server;
@@ -270,7 +261,7 @@ def test_process_families_are_client_golangs_and_build_info_says_the_mode(go_ref
     try:
         _, _, go_page = http_get(go.full_url)
         page = scrape(s.metrics_port)
-        assert family_heads(page) == family_heads(go_page)
+        assert family_heads(page, "process_") == family_heads(go_page, "process_")
         samples = {k[0]: v for k, v in parse_page(page).items() if k[0].startswith("process_")}
         pid = s.proc.pid
         fds = len(os.listdir("/proc/%d/fd" % pid))
